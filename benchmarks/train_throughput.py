@@ -1,0 +1,115 @@
+"""Training images per second: this project's pipeline against the common one, side by side.
+
+This pipeline: CIFAR-10 held as uint8 tensors on the device, crop/flip/normalize as
+batched tensor ops, channels_last. The common pipeline: torchvision's CIFAR10 with PIL
+transforms (RandomCrop, RandomHorizontalFlip, ToTensor, Normalize) and a DataLoader
+with worker processes. Same network, batch size, optimizer and number of steps; the two
+are timed alternately, twice each, and the best round of each is compared.
+
+    python benchmarks/train_throughput.py --data-dir data
+"""
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model import build_model  # noqa: E402
+from training.data import (  # noqa: E402  # noqa: E402
+    MEAN,
+    STD,
+    Split,
+    batches,
+    default_data_dir,
+    load_split,
+    normalize,
+    random_crop_flip,
+    reflect_pad,
+)
+from training.loop import pick_device  # noqa: E402
+
+
+def sgd_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+    loss = nn.functional.cross_entropy(model(inputs), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def time_steps(step_batches, model: nn.Module, steps: int, device: torch.device) -> float:
+    """Images per second over ``steps`` SGD steps (after two warm-up steps)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    iterator = iter(step_batches)
+    for inputs, labels in itertools.islice(iterator, 2):
+        sgd_step(model, optimizer, inputs, labels)
+    seen = 0
+    started = time.perf_counter()
+    for inputs, labels in itertools.islice(iterator, steps):
+        sgd_step(model, optimizer, inputs, labels)
+        seen += len(labels)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - started)
+
+
+def project_batches(split: Split, batch_size: int, device: torch.device):
+    split = split.to(device)
+    padded = reflect_pad(split.images, 4)
+    generator = torch.Generator().manual_seed(0)
+    index_split = Split(torch.arange(len(split), device=device), split.labels)
+    while True:
+        for index, labels in batches(index_split, batch_size, generator):
+            images = random_crop_flip(padded[index], 32, generator)
+            yield normalize(images).contiguous(memory_format=torch.channels_last), labels
+
+
+def common_batches(data_dir: Path, batch_size: int, workers: int, device: torch.device):
+    transform = transforms.Compose([
+        transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(), transforms.Normalize(MEAN, STD),
+    ])
+    dataset = datasets.CIFAR10(str(data_dir), train=True, transform=transform)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                        drop_last=True, persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+    while True:
+        for images, labels in loader:
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
+    parser.add_argument("--arch", default="residual")
+    parser.add_argument("--norm", default="bn")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per round")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the common pipeline")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    torch.manual_seed(0)
+    ours_model = build_model(args.arch, args.norm).to(device, memory_format=torch.channels_last)
+    common_model = build_model(args.arch, args.norm).to(device)
+    ours = project_batches(load_split(args.data_dir, train=True), args.batch_size, device)
+    common = common_batches(args.data_dir, args.batch_size, args.workers, device)
+    results: dict[str, list[float]] = {"this project": [], "common": []}
+    for _ in range(2):
+        results["this project"].append(time_steps(ours, ours_model, args.steps, device))
+        results["common"].append(time_steps(common, common_model, args.steps, device))
+    best = {name: max(rates) for name, rates in results.items()}
+    print(f"{args.arch}/{args.norm}, batch {args.batch_size}, {args.steps} steps a round, device {device}")
+    for name, rates in results.items():
+        print(f"  {name:13s} {best[name]:8,.0f} img/s  (rounds: {', '.join(f'{r:,.0f}' for r in rates)})")
+    print(f"  ratio: {best['this project'] / best['common']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The network family, its normalization factory, and checkpoint loading."""
+
+from torch import nn
+
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.network import NUM_CLASSES, ResidualNet, SeedNet
+from model.norms import NORM_TITLES, NORMS, make_norm
+
+ARCHS: dict[str, type[nn.Module]] = {"residual": ResidualNet, "seed": SeedNet}
+DEFAULT_ARCH = "residual"
+
+
+def build_model(arch: str, norm: str) -> nn.Module:
+    """The network ``arch`` with normalization ``norm`` (see ``ARCHS`` and ``NORMS``)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    return ARCHS[arch](norm)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = [
+    "ARCHS", "DEFAULT_ARCH", "NORMS", "NORM_TITLES", "NUM_CLASSES", "CheckpointError",
+    "build_model", "count_parameters", "load_checkpoint", "make_norm", "save_checkpoint",
+]

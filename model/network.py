@@ -1,0 +1,105 @@
+"""The CNNs, one class per architecture, each taking the normalization by name."""
+
+from torch import Tensor, nn
+
+from model.norms import make_norm
+
+NUM_CLASSES = 10
+
+
+class SeedNet(nn.Module):
+    """The reference network, layer for layer (39,490 parameters with BatchNorm).
+
+    C1 C2 c3 P1 C4 C5 C6 c7 P2 C8 C9 C10 GAP c11, where upper case is a 3x3 conv,
+    lower case a 1x1 conv and P a 2x2 max pool. Every 3x3 conv is followed by
+    ReLU -> norm -> dropout, as in the reference; the 1x1 transitions c3 and c7 only
+    mix channels before the pool, and c11 maps the pooled 40 channels to the 10 logits.
+    """
+
+    gn_groups = 2  # divides every width (10, 20, 30, 40); 5-20 channels per group
+
+    def __init__(self, norm: str, dropout: float = 0.05) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.ReLU(),
+                make_norm(norm, cout, self.gn_groups),
+                nn.Dropout(dropout),
+            )
+
+        def transition(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.MaxPool2d(2))
+
+        self.features = nn.Sequential(
+            block(3, 10), block(10, 20), transition(20, 10),
+            block(10, 20), block(20, 30), block(30, 40), transition(40, 10),
+            block(10, 20), block(20, 30), block(30, 40),
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(40, NUM_CLASSES, 1, bias=False), nn.Flatten()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class ConvNormAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, norm: str, groups: int, pool: bool = False) -> None:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
+        if pool:
+            layers.append(nn.MaxPool2d(2))
+        layers += [make_norm(norm, cout, groups), nn.ReLU(inplace=True)]
+        super().__init__(*layers)
+
+
+class Residual(nn.Module):
+    """x + f(x) with f two conv-norm-ReLU layers at constant width."""
+
+    def __init__(self, channels: int, norm: str, groups: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvNormAct(channels, channels, norm, groups),
+            ConvNormAct(channels, channels, norm, groups),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResidualNet(nn.Module):
+    """The project's own network: a narrow relative of Myrtle's ResNet-9.
+
+    ``plan`` lists the layers in order: ``"c32"`` is a 3x3 conv-norm-ReLU to 32
+    channels, ``"c32p"`` the same with a 2x2 max pool between conv and norm (so the
+    norm runs on a quarter of the pixels), and ``"r32"`` a residual block of two
+    such convs at constant width. A global max pool and a linear layer give the logits.
+    Downsampling by pooling needs no projection shortcut, so every parameter sits in
+    a 3x3 conv, most of them at 8x8 and 4x4 where a CPU runs them cheaply.
+    """
+
+    plan = ("c16", "c32p", "c32p", "r32", "c56p")
+    gn_groups = 4
+
+    def __init__(self, norm: str, plan: tuple[str, ...] | None = None) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for token in plan or self.plan:
+            kind, pool = token[0], token.endswith("p")
+            width = int(token[1:].rstrip("p"))
+            if kind == "c":
+                layers.append(ConvNormAct(channels, width, norm, self.gn_groups, pool=pool))
+            elif kind == "r":
+                layers.append(Residual(width, norm, self.gn_groups))
+            else:
+                raise ValueError(f"unknown layer {token!r} in plan")
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, NUM_CLASSES, bias=False)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))

@@ -1,0 +1,43 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.data import Split, load_split
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cifar_root() -> Path | None:
+    """A read-only CIFAR-10 copy: $CIFAR10_DATA_DIR, else ../shared/data beside the checkout."""
+    candidates = [os.environ.get("CIFAR10_DATA_DIR"), REPO.parent / "shared" / "data", REPO / "data"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "cifar-10-batches-py" / "test_batch").is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    root = cifar_root()
+    if root is None:
+        pytest.skip("CIFAR-10 not found: set CIFAR10_DATA_DIR to a folder holding cifar-10-batches-py/")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_train(cifar_dir: Path) -> Split:
+    return load_split(cifar_dir, train=True)
+
+
+@pytest.fixture(scope="session")
+def cifar_test(cifar_dir: Path) -> Split:
+    return load_split(cifar_dir, train=False)
+
+
+@pytest.fixture
+def synthetic_split() -> Split:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    return Split(images, torch.randint(0, 10, (256,), generator=generator))

@@ -1,0 +1,87 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from model import CheckpointError, build_model, count_parameters, load_checkpoint, save_checkpoint
+
+
+def metadata_for(model: torch.nn.Module, arch: str, norm: str) -> dict:
+    return {
+        "arch": arch, "norm": norm, "parameters": count_parameters(model), "epochs": 1,
+        "train_accuracy": 0.5, "test_accuracy": 0.5, "mean": [0.5] * 3, "std": [0.25] * 3,
+        "classes": [str(i) for i in range(10)], "seed": 0,
+    }
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_round_trip_keeps_weights_and_metadata(tmp_path: Path, norm: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("residual", norm).eval()
+    if norm == "bn":  # make running statistics differ from their initial values
+        model.train()(torch.randn(16, 3, 32, 32))
+        model.eval()
+    path = tmp_path / f"{norm}.safetensors"
+    save_checkpoint(model, path, metadata_for(model, "residual", norm))
+    loaded, metadata = load_checkpoint(path)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert metadata["norm"] == norm and metadata["parameters"] == count_parameters(model)
+    assert not loaded.training
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_checkpoint_holds_no_pickle(tmp_path: Path) -> None:
+    model = build_model("seed", "gn")
+    path = tmp_path / "gn.safetensors"
+    save_checkpoint(model, path, metadata_for(model, "seed", "gn"))
+    header_length = int.from_bytes(path.read_bytes()[:8], "little")
+    header = json.loads(path.read_bytes()[8 : 8 + header_length])
+    assert json.loads(header["__metadata__"]["arch"]) == "seed"
+
+
+def test_metadata_that_does_not_match_the_network_is_refused(tmp_path: Path) -> None:
+    seed_model = build_model("seed", "bn")
+    path = tmp_path / "bn.safetensors"
+    # Weights of the seed network labelled as the residual one (same parameter count claimed).
+    metadata = metadata_for(seed_model, "residual", "bn")
+    metadata["parameters"] = count_parameters(build_model("residual", "bn"))
+    save_checkpoint(seed_model, path, metadata)
+    with pytest.raises(CheckpointError, match="does not match the residual/bn network"):
+        load_checkpoint(path)
+
+
+def test_wrong_parameter_count_is_refused(tmp_path: Path) -> None:
+    model = build_model("residual", "ln")
+    metadata = metadata_for(model, "residual", "ln")
+    metadata["parameters"] += 1
+    save_checkpoint(model, tmp_path / "ln.safetensors", metadata)
+    with pytest.raises(CheckpointError, match="different version of the network"):
+        load_checkpoint(tmp_path / "ln.safetensors")
+
+
+def test_unknown_arch_missing_metadata_missing_and_garbage_files(tmp_path: Path) -> None:
+    model = build_model("residual", "bn")
+    metadata = metadata_for(model, "resnet50", "bn")
+    save_checkpoint(model, tmp_path / "a.safetensors", metadata)
+    with pytest.raises(CheckpointError, match="unknown architecture"):
+        load_checkpoint(tmp_path / "a.safetensors")
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "b.safetensors"))
+    with pytest.raises(CheckpointError, match="lacks the metadata"):
+        load_checkpoint(tmp_path / "b.safetensors")
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+    (tmp_path / "c.safetensors").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_checkpoint(tmp_path / "c.safetensors")
+
+
+def test_saving_refuses_incomplete_metadata(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lacks"):
+        save_checkpoint(build_model("seed", "bn"), tmp_path / "x.safetensors", {"arch": "seed"})

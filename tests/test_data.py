@@ -1,0 +1,73 @@
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.data import DataError, Split, batches, load_split, random_crop_flip, reflect_pad
+
+
+def test_real_test_split_loads_as_uint8_tensors(cifar_test: Split) -> None:
+    assert cifar_test.images.shape == (10_000, 3, 32, 32)
+    assert cifar_test.images.dtype == torch.uint8
+    assert sorted(cifar_test.labels.unique().tolist()) == list(range(10))
+    assert torch.bincount(cifar_test.labels).tolist() == [1000] * 10
+
+
+def test_missing_folder_says_where_it_looked_and_how_to_download(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as error:
+        load_split(tmp_path / "nowhere", train=True)
+    message = str(error.value)
+    assert str((tmp_path / "nowhere").resolve()) in message
+    assert "data_batch_1 is missing" in message
+    assert "--download" in message and "--data-dir" in message
+
+
+def test_incomplete_and_corrupt_files_are_named(tmp_path: Path, cifar_dir: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    shutil.copy(cifar_dir / "cifar-10-batches-py" / "batches.meta", folder)
+    source = (cifar_dir / "cifar-10-batches-py" / "test_batch").read_bytes()
+    (folder / "test_batch").write_bytes(source[: len(source) // 2])  # an interrupted download
+    with pytest.raises(DataError) as error:
+        load_split(tmp_path, train=False)
+    message = str(error.value)
+    assert "test_batch is corrupt or incomplete" in message
+    assert "data_batch_3 is missing" in message
+    assert "batches.meta" not in message
+
+
+def test_failed_download_gives_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match="Could not download CIFAR-10 into .*network is unreachable"):
+        load_split(tmp_path, train=True, download=True)
+
+
+def test_crops_are_windows_of_the_padded_image_and_some_are_flipped() -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    padded = reflect_pad(images, 4)
+    assert padded.shape == (64, 3, 40, 40) and padded.dtype == torch.uint8
+    crops = random_crop_flip(padded, 32, generator)
+    assert crops.shape == (64, 3, 32, 32) and crops.dtype == torch.uint8
+    flipped = 0
+    for crop, source in zip(crops, padded, strict=True):
+        windows = source.unfold(1, 32, 1).unfold(2, 32, 1)  # (3, 9, 9, 32, 32)
+        as_is = (windows == crop[:, None, None]).all(0).all(-1).all(-1).any()
+        mirrored = (windows == crop.flip(-1)[:, None, None]).all(0).all(-1).all(-1).any()
+        assert as_is or mirrored
+        flipped += int(mirrored and not as_is)
+    assert 16 < flipped < 48
+
+
+def test_shuffled_batches_cover_every_image_once(synthetic_split: Split) -> None:
+    seen = torch.cat([labels for _, labels in batches(Split(torch.arange(256), synthetic_split.labels), 100)])
+    assert seen.tolist() == synthetic_split.labels.tolist()
+    index_split = Split(torch.arange(256), torch.arange(256))
+    shuffled = torch.cat([i for i, _ in batches(index_split, 100, torch.Generator().manual_seed(1))])
+    assert sorted(shuffled.tolist()) == list(range(256)) and shuffled.tolist() != list(range(256))

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from model import ARCHS, NORMS, build_model, count_parameters, make_norm
+from model.network import ResidualNet
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("norm", NORMS)
+def test_every_network_is_under_the_parameter_budget(arch: str, norm: str) -> None:
+    assert count_parameters(build_model(arch, norm)) < 50_000
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_seed_network_matches_the_reference_parameter_count(norm: str) -> None:
+    assert count_parameters(build_model("seed", norm)) == 39_490
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("norm", NORMS)
+def test_forward_gives_ten_logits_per_image(arch: str, norm: str) -> None:
+    model = build_model(arch, norm).eval()
+    assert model(torch.randn(5, 3, 32, 32)).shape == (5, 10)
+
+
+def outputs_for_first_sample(model: torch.nn.Module, companions_seed: int) -> torch.Tensor:
+    first = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    others = torch.randn(7, 3, 32, 32, generator=torch.Generator().manual_seed(companions_seed)) * 3 + 1
+    with torch.no_grad():
+        return model(torch.cat([first, others]))[0]
+
+
+@pytest.mark.parametrize("norm", ["gn", "ln"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_group_and_layer_norm_outputs_do_not_depend_on_the_batch(norm: str, mode: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("residual", norm).train(mode == "train")
+    model.apply(lambda m: setattr(m, "p", 0.0) if isinstance(m, torch.nn.Dropout) else None)
+    torch.testing.assert_close(outputs_for_first_sample(model, 1), outputs_for_first_sample(model, 2))
+
+
+def test_batch_norm_couples_samples_in_train_mode_only() -> None:
+    torch.manual_seed(0)
+    model = build_model("residual", "bn")
+    model.train()
+    assert not torch.allclose(outputs_for_first_sample(model, 1), outputs_for_first_sample(model, 2), atol=1e-3)
+    model.eval()
+    torch.testing.assert_close(outputs_for_first_sample(model, 1), outputs_for_first_sample(model, 2))
+
+
+def test_norm_factory_builds_the_named_layers() -> None:
+    assert isinstance(make_norm("bn", 8, 4), torch.nn.BatchNorm2d)
+    group = make_norm("gn", 8, 4)
+    assert isinstance(group, torch.nn.GroupNorm) and group.num_groups == 4
+    layer = make_norm("ln", 8, 4)
+    assert isinstance(layer, torch.nn.GroupNorm) and layer.num_groups == 1
+
+
+def test_layer_norm_normalizes_each_sample_over_channels_and_pixels() -> None:
+    norm = make_norm("ln", 6, 1)
+    x = torch.randn(3, 6, 5, 5) * 4 + 2
+    y = norm(x)
+    torch.testing.assert_close(y.mean(dim=(1, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(dim=(1, 2, 3), unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+
+
+def test_unknown_names_are_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="bn, gn, ln"):
+        build_model("residual", "instance")
+    with pytest.raises(ValueError, match="residual, seed"):
+        build_model("vgg", "bn")
+    with pytest.raises(ValueError, match="divide"):
+        make_norm("gn", 10, 4)
+    with pytest.raises(ValueError, match="unknown layer"):
+        ResidualNet("bn", plan=("x16",))

@@ -1,0 +1,119 @@
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model import load_checkpoint
+from training.__main__ import main
+from training.data import Split
+from training.evaluate import evaluate
+from training.export import export_comparison, export_norm
+from training.loop import ResumeMismatch, TrainConfig, TrainingDiverged, state_path, train
+
+CPU = torch.device("cpu")
+TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3)
+
+
+@pytest.mark.parametrize("norm", ["bn", "ln"])
+def test_short_training_on_real_images_beats_chance(norm: str, cifar_train: Split, cifar_test: Split,
+                                                   tmp_path: Path) -> None:
+    config = TrainConfig(norm=norm, epochs=3, batch_size=128, lr=0.2, train_subset=4000)
+    result = train(config, cifar_train, cifar_test.subset(2000), CPU, tmp_path, progress=False)
+    assert result.history[-1]["test_accuracy"] > 0.30  # chance is 0.10
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_resuming_after_an_interruption_ends_with_the_same_weights(synthetic_split: Split, tmp_path: Path) -> None:
+    config = replace(TINY, norm="bn")
+    straight = train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path / "a", progress=False)
+
+    def interrupt_after_first_epoch(epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path / "b",
+              on_epoch_end=interrupt_after_first_epoch, progress=False)
+    assert torch.load(state_path(tmp_path / "b", config), weights_only=True)["epoch"] == 1
+    resumed = train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path / "b", progress=False)
+
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert [h["train_loss"] for h in straight.history] == [h["train_loss"] for h in resumed.history]
+
+
+def test_resuming_with_other_settings_is_refused(synthetic_split: Split, tmp_path: Path) -> None:
+    config = replace(TINY, norm="gn", epochs=1)
+    train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
+    with pytest.raises(ResumeMismatch, match="batch_size: saved 64, now 32.*--restart"):
+        train(replace(config, batch_size=32), synthetic_split, synthetic_split.subset(64), CPU, tmp_path,
+              progress=False)
+
+
+def test_diverging_loss_stops_and_keeps_the_last_good_state(synthetic_split: Split, tmp_path: Path) -> None:
+    config = replace(TINY, norm="ln", epochs=2)
+    train(replace(config, epochs=1), synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
+    state_file = state_path(tmp_path, config)
+    state_file.unlink()
+    with pytest.raises(TrainingDiverged, match="loss became (nan|inf).*Try a lower --lr"):
+        train(replace(config, lr=1e30), synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
+    assert not state_file.exists()  # the diverged epoch was never saved
+
+
+def test_export_writes_checkpoints_whose_accuracy_is_what_they_score(synthetic_split: Split, cifar_test: Split,
+                                                                    tmp_path: Path) -> None:
+    test_split = cifar_test.subset(300)
+    for norm in ["bn", "gn", "ln"]:
+        result = train(replace(TINY, norm=norm, epochs=1), synthetic_split, test_split, CPU, tmp_path / "state",
+                       progress=False)
+        export_norm(result, test_split, tmp_path / "out")
+    export_comparison(tmp_path / "out", test_split)
+    out = tmp_path / "out"
+    for norm in ["bn", "gn", "ln"]:
+        model, metadata = load_checkpoint(out / f"{norm}.safetensors")
+        assert metadata["test_accuracy"] == evaluate(model, test_split)[1]
+        for suffix in ["_history.json", "_confusion.png", "_misclassified.png"]:
+            assert (out / f"{norm}{suffix}").stat().st_size > 0
+    assert (out / "curves.png").exists() and (out / "results.json").exists()
+    assert len(list((out / "examples").glob("*.png"))) == 10
+    mistakes = np.load(out / "mistakes.npz")
+    count = len(mistakes["labels"])
+    assert mistakes["images"].shape == (count, 32, 32, 3) and mistakes["probabilities"].shape == (count, 3, 10)
+    wrong_somewhere = (mistakes["probabilities"].argmax(2) != mistakes["labels"][:, None]).any(1)
+    assert count > 0 and wrong_somewhere.all()
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+
+def test_cli_trains_and_exports_a_tiny_run(cifar_dir: Path, tmp_path: Path) -> None:
+    code = main(["--norm", "gn", "--epochs", "1", "--batch-size", "100", "--train-subset", "500",
+                 "--data-dir", str(cifar_dir), "--output-dir", str(tmp_path / "out"),
+                 "--state-dir", str(tmp_path / "state"), "--no-progress"])
+    assert code == 0
+    assert (tmp_path / "out" / "gn.safetensors").exists() and (tmp_path / "out" / "mistakes.npz").exists()
+
+
+def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data-dir", str(tmp_path / "no-data"), "--output-dir", str(tmp_path / "out"),
+                 "--state-dir", str(tmp_path / "state")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: CIFAR-10 not found") and "Traceback" not in err
+
+    (tmp_path / "a-file").write_text("")
+    assert main(["--output-dir", str(tmp_path / "a-file" / "out")]) == 2
+    assert "cannot write to" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--norm", "instance"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'instance'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--epochs", "50"])
+    assert "between 1 and 20" in capsys.readouterr().err
+
+
+def test_summary_prints_the_layer_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--summary", "--arch", "seed", "--norm", "bn"]) == 0
+    table = capsys.readouterr().out
+    assert "Output Shape" in table and "39,490" in table

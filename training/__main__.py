@@ -1,0 +1,100 @@
+"""python -m training: train the BN, GN and LN networks and write checkpoints/."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from model import ARCHS, DEFAULT_ARCH, NORMS, build_model
+from training.data import DataError, default_data_dir, load_split
+from training.loop import ResumeMismatch, TrainConfig, TrainingDiverged, pick_device, train
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train the CIFAR-10 network with BatchNorm, GroupNorm and/or LayerNorm "
+        "and write the checkpoints, plots and mistake gallery the app shows. Re-running "
+        "an interrupted command continues from its last finished epoch.",
+    )
+    parser.add_argument("--norm", default="all", choices=[*NORMS, "all"],
+                        help="which normalization to train (default: all three, one after another)")
+    parser.add_argument("--arch", default=DEFAULT_ARCH, choices=list(ARCHS),
+                        help="network: 'residual' (the project's own) or 'seed' (the reference); "
+                        f"default {DEFAULT_ARCH}")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding cifar-10-batches-py/ (default: $CIFAR10_DATA_DIR, else ./data)")
+    parser.add_argument("--download", action="store_true",
+                        help="download CIFAR-10 into --data-dir if it is not there yet")
+    parser.add_argument("--output-dir", type=Path, default=Path("checkpoints"),
+                        help="where checkpoints, history, plots and the mistake gallery go (default: checkpoints)")
+    parser.add_argument("--state-dir", type=Path, default=Path("runs"),
+                        help="where the per-epoch resume state is kept (default: runs)")
+    parser.add_argument("--device", default="auto",
+                        help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                        help=f"default {defaults.epochs} (at most 20)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default {defaults.batch_size}")
+    parser.add_argument("--lr", type=float, default=defaults.lr,
+                        help=f"peak one-cycle learning rate, default {defaults.lr}")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed, default {defaults.seed}")
+    parser.add_argument("--train-subset", type=int, default=None,
+                        help="train on the first N training images only (quick trials)")
+    parser.add_argument("--restart", action="store_true", help="ignore any saved state and train from scratch")
+    parser.add_argument("--summary", action="store_true", help="print the model summary table and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines only)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.epochs <= 20:
+        parser.error(f"--epochs must be between 1 and 20 (got {args.epochs})")
+    if args.batch_size < 2:
+        parser.error("--batch-size must be at least 2 (BatchNorm needs two samples)")
+    if args.train_subset is not None and args.train_subset < args.batch_size:
+        parser.error("--train-subset must be at least --batch-size")
+    return args
+
+
+def print_summaries(arch: str, norms: list[str]) -> None:
+    from torchinfo import summary
+
+    for norm in norms:
+        print(summary(build_model(arch, norm), input_size=(1, 3, 32, 32), col_names=("output_size", "num_params"),
+                      row_settings=("var_names",), verbose=0))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    norms = list(NORMS) if args.norm == "all" else [args.norm]
+    if args.summary:
+        print_summaries(args.arch, norms)
+        return 0
+    from training.export import OutputError, check_writable, export_comparison, export_norm
+
+    try:
+        device = pick_device(args.device)
+        check_writable(args.output_dir)
+        check_writable(args.state_dir)
+        data_dir = args.data_dir or default_data_dir()
+        train_split = load_split(data_dir, train=True, download=args.download)
+        test_split = load_split(data_dir, train=False)
+        print(f"CIFAR-10 from {data_dir}: {len(train_split):,} train, {len(test_split):,} test images; device {device}")
+        for norm in norms:
+            config = TrainConfig(
+                arch=args.arch, norm=norm, epochs=args.epochs, batch_size=args.batch_size,
+                lr=args.lr, seed=args.seed, train_subset=args.train_subset,
+            )
+            result = train(config, train_split, test_split, device, args.state_dir,
+                           restart=args.restart, progress=not args.no_progress)
+            export_norm(result, test_split, args.output_dir)
+        export_comparison(args.output_dir, test_split)
+    except (DataError, ResumeMismatch, TrainingDiverged, OutputError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished epochs are saved in {args.state_dir}/; "
+              "run the same command again to continue.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

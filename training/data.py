@@ -1,0 +1,133 @@
+"""CIFAR-10 as uint8 tensors on the training device, augmented a whole batch at a time.
+
+The images are read once through ``torchvision.datasets.CIFAR10`` and then never
+leave the device: a training batch is a gather of indices, a random crop and a flip,
+all tensor ops, so there is no per-image PIL work and no worker process.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision.datasets import CIFAR10
+from torchvision.datasets.utils import check_integrity
+
+DATA_DIR_ENV = "CIFAR10_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
+CLASSES: tuple[str, ...] = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+# Per-channel statistics of the 50,000 training images, on the 0-1 scale.
+MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
+STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
+DOWNLOAD_HINT = (
+    "Download it with `python -m training --download` (about 170 MB), or fetch "
+    "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extract it "
+    "there, or point --data-dir (or the CIFAR10_DATA_DIR environment variable) at the "
+    "folder that holds cifar-10-batches-py/."
+)
+
+
+class DataError(RuntimeError):
+    """The dataset could not be found, downloaded or read; the message says what to do."""
+
+
+@dataclass
+class Split:
+    images: Tensor  # uint8, (N, 3, 32, 32)
+    labels: Tensor  # int64, (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, count: int) -> "Split":
+        return Split(self.images[:count], self.labels[:count])
+
+    def to(self, device: torch.device) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR))
+
+
+def dataset_problems(root: Path) -> list[str]:
+    """Describe every missing or damaged file of the python CIFAR-10 under ``root``."""
+    folder = root / CIFAR10.base_folder
+    problems = []
+    for name, md5 in [*CIFAR10.train_list, *CIFAR10.test_list, (CIFAR10.meta["filename"], CIFAR10.meta["md5"])]:
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{path} is missing")
+        elif not check_integrity(str(path), md5):
+            problems.append(f"{path} is corrupt or incomplete (its MD5 checksum does not match)")
+    return problems
+
+
+def load_split(root: Path, train: bool, download: bool = False) -> Split:
+    """Read one split of CIFAR-10 from ``root``, downloading it first if asked to."""
+    root = Path(root)
+    if download and dataset_problems(root):
+        try:
+            CIFAR10(root=str(root), train=train, download=True)
+        except (OSError, RuntimeError) as error:  # URLError is an OSError
+            raise DataError(
+                f"Could not download CIFAR-10 into {root.resolve()}: {error}. " + DOWNLOAD_HINT
+            ) from error
+    problems = dataset_problems(root)
+    if problems:
+        raise DataError(
+            f"CIFAR-10 not found or incomplete in {root.resolve()}:\n  "
+            + "\n  ".join(problems)
+            + "\n"
+            + DOWNLOAD_HINT
+        )
+    dataset = CIFAR10(root=str(root), train=train, download=False)
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+    return Split(images, torch.tensor(dataset.targets, dtype=torch.long))
+
+
+def normalize(images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 (N, 3, H, W) -> standardized float, with the training-set mean and std."""
+    mean = torch.tensor(MEAN, device=images.device, dtype=dtype).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=images.device, dtype=dtype).view(1, 3, 1, 1) * 255
+    return (images.to(dtype) - mean) / std
+
+
+def reflect_pad(images: Tensor, padding: int) -> Tensor:
+    """Pad uint8 images by reflection once, so each epoch's crops are plain gathers."""
+    return torch.nn.functional.pad(images.float(), [padding] * 4, mode="reflect").to(images.dtype)
+
+
+def random_crop_flip(padded: Tensor, size: int, generator: torch.Generator) -> Tensor:
+    """Take a random ``size`` x ``size`` crop of each padded image and flip half of them.
+
+    One gather for the whole batch: each image gets its own offset, drawn from
+    ``generator`` (on the CPU, so runs are reproducible on any device).
+    """
+    n, channels, padded_size, _ = padded.shape
+    device = padded.device
+    dy, dx = torch.randint(0, padded_size - size + 1, (2, n, 1), generator=generator).to(device)
+    flip = (torch.rand(n, 1, generator=generator) < 0.5).to(device)
+    rows = dy + torch.arange(size, device=device)
+    cols = torch.arange(size, device=device).expand(n, size)
+    cols = torch.where(flip, size - 1 - cols, cols) + dx
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channel = torch.arange(channels, device=device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator | None = None):
+    """Yield (images, labels) batches; shuffled when a generator is given."""
+    count = len(split)
+    if generator is None:
+        order = torch.arange(count)
+    else:
+        order = torch.randperm(count, generator=generator)
+    order = order.to(split.labels.device)
+    for start in range(0, count, batch_size):
+        index = order[start : start + batch_size]
+        yield split.images[index], split.labels[index]
