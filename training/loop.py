@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -57,9 +58,13 @@ def make_optimizer(model: nn.Module, config: TrainConfig, steps: int):
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr, momentum=config.momentum, nesterov=True,
     )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=steps, pct_start=config.warmup_fraction,
-        anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0, cycle_momentum=False,
+    # One cycle, linear both ways: from peak/10 up to the peak over the warm-up, then down
+    # to peak/1000 at the last step. Piecewise-linear interpolation also works for runs of
+    # only a few steps, where torch's OneCycleLR divides by zero.
+    warmup_end = max(config.warmup_fraction * steps - 1, 0.0)
+    knots_x, knots_y = [0.0, warmup_end, max(steps - 1, warmup_end)], [0.1, 1.0, 0.001]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: float(np.interp(step, knots_x, knots_y))
     )
     return optimizer, scheduler
 
