@@ -1,0 +1,62 @@
+"""The CIFAR-10 Normalization Lab: `python app.py` serves the Gradio app on the shipped checkpoints.
+
+Binds to 127.0.0.1 unless told otherwise (--host, or GRADIO_SERVER_NAME, which Hugging Face
+Spaces sets to 0.0.0.0). Run `python app.py --help` for the options.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python app.py", description="Serve the CIFAR-10 Normalization Lab.")
+    parser.add_argument("--checkpoint-dir", type=Path, default=Path(os.environ.get("CHECKPOINT_DIR", "checkpoints")),
+                        help="folder written by `python -m training` (default: $CHECKPOINT_DIR, else checkpoints)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
+                        help="address to bind; 0.0.0.0 serves the whole network "
+                        f"(default: $GRADIO_SERVER_NAME, else {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
+                        help=f"port (default: $GRADIO_SERVER_PORT, else {DEFAULT_PORT})")
+    parser.add_argument("--max-file-size", default=os.environ.get("MAX_UPLOAD_SIZE", "20mb"),
+                        help="largest upload accepted, e.g. 20mb (default: $MAX_UPLOAD_SIZE, else 20mb)")
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("APP_CONCURRENCY", 2)),
+                        help="requests of one kind computed at the same time (default: $APP_CONCURRENCY, else 2)")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_NUM_THREADS", 1)),
+                        help="PyTorch threads per request (default: $TORCH_NUM_THREADS, else 1)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # The app needs no network; Gradio would otherwise send usage statistics (set the variable to opt in).
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Imported here so that `--help` is instant and start-up work happens in one visible place.
+    import gradio as gr
+    import torch
+
+    from webapp.layout import CSS, build_demo, served_files
+
+    # The models are tiny: one thread per request, and several requests side by side, use the cores best.
+    torch.set_num_threads(max(1, args.threads))
+    demo = build_demo(args.checkpoint_dir)
+    demo.queue(default_concurrency_limit=max(1, args.concurrency), max_size=256)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=False,
+        max_file_size=args.max_file_size,
+        allowed_paths=served_files(args.checkpoint_dir),
+        theme=gr.themes.Soft(primary_hue="blue"),
+        css=CSS,
+        footer_links=["api", "gradio"],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

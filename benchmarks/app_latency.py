@@ -1,0 +1,182 @@
+"""How fast the app answers: in process, through the HTTP API, and from a cold start.
+
+    python benchmarks/app_latency.py                  # everything, on checkpoints/
+    python benchmarks/app_latency.py --skip-http      # in-process numbers only
+
+Prints medians and 95th percentiles in milliseconds. In process: the three models on one
+image's 32x32 pixels, the whole classification of an uploaded file (decode, resize, three
+models), and Grad-CAM for the three models. Over HTTP: `python app.py` is started on a free
+loopback port; start-up is timed from process start to the first answer, then one client
+calls /classify repeatedly, then 32 clients call it at the same time.
+"""
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def summary(seconds: list[float]) -> str:
+    ms = np.array(seconds) * 1000
+    return f"median {np.median(ms):7.2f} ms   p95 {np.percentile(ms, 95):7.2f} ms   (n={len(ms)})"
+
+
+def timed(function, runs: int, warmup: int = 10) -> list[float]:
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def photo(width: int, height: int) -> bytes:
+    """A JPEG with smooth gradients and noise, so it compresses and decodes like a photo."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def in_process(checkpoint_dir: Path, runs: int, threads: int) -> None:
+    import torch
+
+    from webapp.gradcam import grad_cam, overlay
+    from webapp.inference import load_bank, predict
+    from webapp.preprocess import prepare
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    bank = load_bank(checkpoint_dir)
+    print(f"loading the {len(bank.models)} models: {1000 * (time.perf_counter() - start):.0f} ms "
+          f"(torch {torch.__version__}, {threads} thread{'s' if threads > 1 else ''})")
+    if bank.problems:
+        print("unavailable:", bank.problems)
+    example = sorted((checkpoint_dir / "examples").glob("*.png"))[0]
+    uploads = {
+        f"{example.name} (32x32 PNG)": example.read_bytes(),
+        "1024x768 JPEG": photo(1024, 768),
+        "4032x3024 JPEG (12 MP)": photo(4032, 3024),
+    }
+    pixels = prepare(uploads[f"{example.name} (32x32 PNG)"])[0]
+    print(f"\nthree models, one image's 32x32 pixels:          {summary(timed(lambda: predict(bank, pixels), runs))}")
+    for name, data in uploads.items():
+        count = runs if len(data) < 1_000_000 else max(runs // 5, 10)
+        times = timed(lambda data=data: predict(bank, prepare(data)[0]), count, warmup=3)
+        print(f"whole classification of an upload, {name:>24}: {summary(times)}")
+
+    def cams() -> None:
+        for loaded in bank.models.values():
+            last = len(loaded.network.features) - 1
+            cam, _ = grad_cam(loaded.network, loaded.normalize(pixels), last)
+            overlay(pixels, cam, 0.5)
+
+    print(f"Grad-CAM + overlay for all three models (last layer): {summary(timed(cams, max(runs // 2, 10)))}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http(checkpoint_dir: Path, sequential: int, clients: int, per_client: int, concurrency: int) -> None:
+    from gradio_client import Client, handle_file
+
+    example = str(sorted((checkpoint_dir / "examples").glob("*.png"))[0])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "CHECKPOINT_DIR": str(checkpoint_dir), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("GRADIO_SERVER_NAME", None)
+    log = tempfile.TemporaryFile()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port), "--concurrency", str(concurrency)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+    def connect() -> Client:
+        return Client(url, verbose=False, download_files=False, analytics_enabled=False)
+
+    def call(api: Client) -> None:
+        api.predict(handle_file(example), "crop", 3, api_name="/classify")
+
+    try:
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise SystemExit(f"the app exited:\n{log.read().decode(errors='replace')}")
+            try:
+                api = connect()
+                call(api)
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.1)
+        print(f"\nstart-up, `python app.py` to the first /classify answer: {time.perf_counter() - started:.1f} s")
+
+        print(f"one client, {sequential} calls in a row:        {summary(timed(lambda: call(api), sequential, 5))}")
+
+        pool_clients = list(ThreadPoolExecutor(8).map(lambda _: connect(), range(clients)))
+        latencies: list[float] = []
+        lock, barrier = threading.Lock(), threading.Barrier(clients)
+
+        def client_loop(i: int) -> None:
+            barrier.wait()
+            for _ in range(per_client):
+                start = time.perf_counter()
+                call(pool_clients[i])
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client_loop, range(clients)))
+        elapsed = time.perf_counter() - start
+        print(f"{clients} clients at once, {per_client} calls each: {summary(latencies)}")
+        print(f"throughput: {len(latencies) / elapsed:.1f} classifications/s "
+              f"({len(latencies)} in {elapsed:.1f} s; server concurrency {concurrency})")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint-dir", type=Path,
+                        default=Path(os.environ.get("CHECKPOINT_DIR", ROOT / "checkpoints")))
+    parser.add_argument("--runs", type=int, default=200, help="timed repetitions in process")
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads in process (the app uses 1)")
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--sequential", type=int, default=100, help="calls in a row from one client")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--per-client", type=int, default=10, help="calls per concurrent client")
+    parser.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency")
+    args = parser.parse_args()
+    print(f"CPU cores: {os.cpu_count()}; load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    in_process(args.checkpoint_dir, args.runs, args.threads)
+    if not args.skip_http:
+        http(args.checkpoint_dir, args.sequential, args.clients, args.per_client, args.concurrency)
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

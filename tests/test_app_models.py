@@ -1,0 +1,250 @@
+"""The app's computations without a browser: inference, Grad-CAM, the mistakes filters, charts, handlers.
+
+Runs on the shipped checkpoints (or the folder named by CHECKPOINT_DIR).
+"""
+
+import json
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model import NORMS
+from webapp.callbacks import TOP_CLASS, Handlers
+from webapp.charts import probability_chart
+from webapp.gradcam import feature_layers, grad_cam, overlay
+from webapp.inference import ModelBank, load_bank, predict, predict_batch
+from webapp.mistakes import ALL_WRONG, ANY, ONLY_THIS, MistakesError, agreement_choices, caption, load_mistakes, select
+from webapp.preprocess import enlarge, prepare
+from webapp.training_report import REFERENCE_PUBLISHED, TABLE_HEADERS, explanation, results_table
+
+CHECKPOINTS = Path(os.environ.get("CHECKPOINT_DIR", Path(__file__).resolve().parents[1] / "checkpoints"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir() -> Path:
+    needed = [CHECKPOINTS / f"{norm}.safetensors" for norm in NORMS] + [CHECKPOINTS / "mistakes.npz"]
+    missing = [str(path) for path in needed if not path.is_file()]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run `python -m training` or set CHECKPOINT_DIR to a checkpoint set")
+    return CHECKPOINTS
+
+
+@pytest.fixture(scope="module")
+def bank(checkpoint_dir: Path) -> ModelBank:
+    return load_bank(checkpoint_dir)
+
+
+@pytest.fixture(scope="module")
+def examples(checkpoint_dir: Path) -> dict[str, Path]:
+    paths = {path.stem: path for path in sorted((checkpoint_dir / "examples").glob("*.png"))}
+    assert len(paths) == 10, "checkpoints/examples/ should hold one image per class"
+    return paths
+
+
+def test_bank_loads_all_three(bank: ModelBank) -> None:
+    assert bank.norms == NORMS and not bank.problems
+    assert len(bank.classes) == 10
+    for loaded in bank.models.values():
+        assert not loaded.network.training
+        assert not any(p.requires_grad for p in loaded.network.parameters())
+
+
+def test_each_model_gets_the_confident_examples_right(bank: ModelBank, examples: dict[str, Path]) -> None:
+    for name, path in examples.items():
+        prediction = predict(bank, prepare(path)[0])
+        for norm in NORMS:
+            probabilities = prediction.probabilities[norm]
+            assert probabilities.shape == (10,) and abs(float(probabilities.sum()) - 1) < 1e-4
+            assert bank.classes[prediction.top(norm)] == name, f"{norm} calls the {name} example something else"
+
+
+def test_app_matches_the_probabilities_training_recorded(bank: ModelBank, checkpoint_dir: Path) -> None:
+    # Same images, same models: any difference in normalization or channel order shows up here.
+    mistakes = load_mistakes(checkpoint_dir / "mistakes.npz")
+    for column, norm in enumerate(mistakes.norms):
+        recorded = mistakes.probabilities[:64, column]
+        np.testing.assert_allclose(predict_batch(bank.models[norm], mistakes.images[:64]), recorded, atol=2e-3)
+        single = predict(bank, mistakes.images[0]).probabilities[norm]
+        np.testing.assert_allclose(single, recorded[0], atol=2e-3)
+
+
+def test_concurrent_predictions_match_sequential_ones(bank: ModelBank) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    expected = [predict(bank, image).probabilities for image in images]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda image: predict(bank, image).probabilities, images))
+    for want, have in zip(expected, got, strict=True):
+        for norm in NORMS:
+            np.testing.assert_allclose(have[norm], want[norm], atol=1e-6)
+
+
+def test_missing_and_broken_checkpoints_leave_the_others_serving(checkpoint_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(checkpoint_dir / "bn.safetensors", tmp_path / "bn.safetensors")
+    (tmp_path / "gn.safetensors").write_bytes(b"this is not a checkpoint")
+    partial = load_bank(tmp_path)  # ln.safetensors is absent
+    assert partial.norms == ("bn",)
+    assert "python -m training --norm gn" in partial.problems["gn"]
+    assert "python -m training --norm ln" in partial.problems["ln"]
+    assert "does not exist" in partial.problems["ln"]
+    prediction = predict(partial, np.zeros((32, 32, 3), dtype=np.uint8))
+    assert list(prediction.probabilities) == ["bn"]
+
+    from webapp.layout import build_demo
+
+    demo = build_demo(tmp_path)  # the page still builds, with a banner and no mistakes file
+    config = str(demo.get_config_file())
+    assert "GroupNorm is unavailable" in config and "python -m training --norm ln" in config
+
+
+def test_grad_cam_every_layer(bank: ModelBank, examples: dict[str, Path]) -> None:
+    pixels = prepare(examples["cat"])[0]
+    for norm, loaded in bank.models.items():
+        layers = feature_layers(loaded.network)
+        assert len(layers) == len(loaded.network.features)
+        assert layers[-1].label.startswith(f"block {len(layers)}")
+        for layer in layers:
+            cam, target = grad_cam(loaded.network, loaded.normalize(pixels), layer.index)
+            assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1 + 1e-6
+            assert target == predict(bank, pixels).top(norm)
+        cam, target = grad_cam(loaded.network, loaded.normalize(pixels), layers[-1].index, target=3)
+        assert target == 3
+        assert all(p.grad is None for p in loaded.network.parameters())
+
+
+def test_grad_cam_needs_a_valid_layer(bank: ModelBank) -> None:
+    loaded = bank.models["bn"]
+    with pytest.raises(ValueError, match="layer"):
+        grad_cam(loaded.network, torch.zeros(1, 3, 32, 32), 99)
+
+
+def test_overlay_opacity() -> None:
+    pixels = np.full((32, 32, 3), 100, dtype=np.uint8)
+    cam = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    assert np.array_equal(overlay(pixels, cam, 0.0, factor=4), enlarge(pixels, 4))
+    full = overlay(pixels, cam, 1.0, factor=4)
+    assert full.shape == (128, 128, 3)
+    cold, hot = full[0, 0].astype(int), full[-1, -1].astype(int)
+    assert cold[2] > 100 > cold[0] and hot[0] > 100 > hot[2]  # cold is blue, hot is red
+
+
+def test_chart_is_valid_svg_with_one_bar_per_model_and_class() -> None:
+    probabilities = {norm: np.full(10, 0.1, dtype=np.float32) for norm in NORMS}
+    svg = probability_chart(probabilities, [f"class{i}" for i in range(10)], true_class=2)
+    root = ET.fromstring(svg)
+    bars = [rect for rect in root.iter("{http://www.w3.org/2000/svg}rect") if rect.find("{*}title") is not None]
+    assert len(bars) == 30
+    assert "class2 ✓" in svg
+
+
+def test_mistakes_filters(checkpoint_dir: Path) -> None:
+    mistakes = load_mistakes(checkpoint_dir / "mistakes.npz")
+    assert mistakes.norms == NORMS and len(mistakes) > 0
+    # Every stored image is wrong for some model (up to ties that float16 storage can create).
+    assert (~mistakes.correct).any(axis=1).mean() > 0.99
+    for column, norm in enumerate(mistakes.norms):
+        rows = select(mistakes, norm)
+        assert (~mistakes.correct[rows, column]).all()
+        assert len(rows) == int((~mistakes.correct[:, column]).sum())
+        confidence = mistakes.probabilities[rows, column].max(axis=1)
+        assert (np.diff(confidence) <= 0).all()
+        others = [i for i in range(len(NORMS)) if i != column]
+        for other in others:
+            right_there = select(mistakes, norm, others=mistakes.norms[other])
+            assert mistakes.correct[right_there, other].all() and (~mistakes.correct[right_there, column]).all()
+        only = select(mistakes, norm, others=ONLY_THIS)
+        assert mistakes.correct[only][:, others].all()
+        everyone = select(mistakes, norm, others=ALL_WRONG)
+        assert (~mistakes.correct[everyone]).all()
+        cats = select(mistakes, norm, true_class=3, predicted_class=5)
+        assert (mistakes.labels[cats] == 3).all() and (mistakes.predicted[cats, column] == 5).all()
+    labels = [label for label, _ in agreement_choices(mistakes.norms, "ln")]
+    assert "BN right, LN wrong" in labels and "all models wrong" in labels
+    row = int(select(mistakes, "bn")[0])
+    assert caption(mistakes, row, "bn").startswith(f"{mistakes.classes[mistakes.labels[row]]} → ")
+
+
+def test_missing_mistakes_file_says_how_to_make_it(tmp_path: Path) -> None:
+    with pytest.raises(MistakesError, match="python -m training"):
+        load_mistakes(tmp_path / "mistakes.npz")
+    (tmp_path / "mistakes.npz").write_bytes(b"junk")
+    with pytest.raises(MistakesError, match="not a readable"):
+        load_mistakes(tmp_path / "mistakes.npz")
+
+
+def test_handlers_classify_explain_and_relabel(bank: ModelBank, examples: dict[str, Path]) -> None:
+    handlers = Handlers(bank, None)
+    preview, *labels, chart, verdict, note, timing, pixels, state = handlers.classify(
+        {"path": str(examples["ship"])}, "crop", 4
+    )
+    assert preview.shape == (256, 256, 3)
+    assert [next(iter(label)) for label in labels] == ["ship"] * 3
+    assert all(len(label) == 4 for label in labels)
+    assert "All three models say <b>ship</b>" in verdict and "<svg" in chart and "ms" in timing
+    assert [len(label) for label in handlers.labels(state, 10)] == [10, 10, 10]
+    assert [len(label) for label in handlers.labels(state, 99)] == [10, 10, 10]  # never more than ten
+    cams = handlers.explain(pixels, handlers.layers[-1].index, 0.5, TOP_CLASS)
+    assert len(cams) == 3 and all(cam.value is not None for cam in cams)
+    assert handlers.classify(None, "crop", 3)[0] is None  # a cleared input clears the outputs
+
+
+def test_handlers_disagreement_message(bank: ModelBank) -> None:
+    handlers = Handlers(bank, None)
+    one_hot = np.eye(10, dtype=np.float32)
+    assert "disagree" in handlers.verdict({"bn": one_hot[0], "gn": one_hot[1], "ln": one_hot[0]})
+    assert "All three models say" in handlers.verdict({norm: one_hot[4] for norm in NORMS})
+
+
+def test_handlers_turn_bad_uploads_into_messages(bank: ModelBank, tmp_path: Path) -> None:
+    handlers = Handlers(bank, None)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(gr.Error, match="not an image"):
+        handlers.classify({"path": str(text)}, "crop", 3)
+    with pytest.raises(gr.Error, match="Unknown fit"):
+        handlers.classify({"path": str(text)}, "zoom", 3)
+    good = tmp_path / "grey.png"
+    Image.new("RGB", (50, 50), (128, 128, 128)).save(good)
+    assert handlers.classify(str(good), "pad", 3)[1] is not None
+
+
+def test_handlers_browse_and_inspect(bank: ModelBank, checkpoint_dir: Path) -> None:
+    mistakes = load_mistakes(checkpoint_dir / "mistakes.npz")
+    handlers = Handlers(bank, mistakes)
+    tiles, summary, rows = handlers.browse("ln", "any", "any", "bn", 16)
+    assert len(tiles) == len(rows) <= 16 and "BN right, LN wrong" in summary
+    assert all(" → " in text and text.endswith("%)") for _, text in tiles)
+    image, text, chart = handlers.inspect(rows, gr.SelectData(None, {"index": 0, "value": None}))
+    assert image.shape == (256, 256, 3) and "✓ BatchNorm" in text and "✗ LayerNorm" in text and "<svg" in chart
+    with pytest.raises(gr.Error, match="Unknown class"):
+        handlers.browse("bn", "unicorn", ANY, ANY, 8)
+
+
+def test_training_report_shows_a_retrained_reference_beside_ours(tmp_path: Path) -> None:
+    ours = {"bn": {"parameters": 1000, "epochs": 3, "train_accuracy": 0.5, "test_accuracy": 0.25, "train_seconds": 90}}
+    (tmp_path / "seed").mkdir()
+    (tmp_path / "results.json").write_text(json.dumps(ours))
+    (tmp_path / "seed" / "results.json").write_text(json.dumps({"bn": {"train_accuracy": 0.7, "test_accuracy": 0.6}}))
+    headers, rows = results_table(ModelBank(tmp_path))
+    assert headers[-1] == "Reference (retrained here)"
+    assert rows[0] == ["BatchNorm", "1,000", "3", "50.00%", "25.00%", "1.5 min", "74.53% / 74.71%", "70.00% / 60.00%"]
+    assert rows[1][1:6] == ["–"] * 5 and rows[1][-1] == "–"  # no GroupNorm results on either side
+
+
+def test_training_report(bank: ModelBank) -> None:
+    headers, rows = results_table(bank)
+    assert headers[: len(TABLE_HEADERS)] == TABLE_HEADERS
+    assert [row[0] for row in rows] == ["BatchNorm", "GroupNorm", "LayerNorm"]
+    assert all(len(row) == len(headers) for row in rows)
+    for norm, row in zip(NORMS, rows, strict=True):
+        assert row[6] == f"{REFERENCE_PUBLISHED[norm][0]:.2f}% / {REFERENCE_PUBLISHED[norm][1]:.2f}%"
+        assert row[4] == f"{100 * bank.models[norm].metadata['test_accuracy']:.2f}%"
+    text = explanation(bank)
+    assert "(N, H, W)" in text and "(C/G, H, W)" in text and "GroupNorm(1, C)" in text and "running averages" in text

@@ -1,0 +1,272 @@
+"""The app as people and programs meet it: `python app.py` on a free loopback port, called through
+gradio_client (one client, then 32 at once) and through a real headless Chromium.
+
+Runs on the shipped checkpoints (or the folder named by CHECKPOINT_DIR). The browser is Debian's
+`chromium` (override with CHROMIUM_PATH); Playwright drives it without downloading one.
+"""
+
+import io
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image, ImageOps
+
+from model import NORMS
+from webapp.inference import load_bank, predict
+from webapp.preprocess import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = Path(os.environ.get("CHECKPOINT_DIR", ROOT / "checkpoints"))
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+UPLOAD_CAP_MB = 5
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir() -> Path:
+    needed = [CHECKPOINTS / f"{norm}.safetensors" for norm in NORMS] + [CHECKPOINTS / "examples" / "cat.png"]
+    missing = [str(path) for path in needed if not path.is_file()]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run `python -m training` or set CHECKPOINT_DIR to a checkpoint set")
+    return CHECKPOINTS
+
+
+@pytest.fixture(scope="module")
+def examples(checkpoint_dir: Path) -> dict[str, Path]:
+    return {path.stem: path for path in sorted((checkpoint_dir / "examples").glob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "app.log"
+    env = {**os.environ, "CHECKPOINT_DIR": str(checkpoint_dir), "MAX_UPLOAD_SIZE": f"{UPLOAD_CAP_MB}mb",
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("GRADIO_SERVER_NAME", None)  # the default binding is what is under test
+    with open(log, "wb") as output:
+        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                                   stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the app exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the app did not answer within 300 s:\n{log.read_text()}")
+            time.sleep(0.5)
+        yield Server(url, port, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def client(server: Server) -> Client:
+    return Client(server.url, verbose=False, download_files=False, analytics_enabled=False)
+
+
+def classify(api: Client, path: Path | str, top_k: int = 3) -> tuple:
+    return api.predict(handle_file(str(path)), "crop", top_k, api_name="/classify")
+
+
+def top_classes(result: tuple) -> list[str]:
+    return [label["label"] for label in result[1:4]]
+
+
+def test_host_comes_from_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app
+
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    assert app.parse_args([]).host == "127.0.0.1"
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # what Hugging Face Spaces sets
+    assert app.parse_args([]).host == "0.0.0.0"
+    assert app.parse_args(["--host", "127.0.0.1"]).host == "127.0.0.1"
+    assert "share=False" in Path(app.__file__).read_text()
+
+
+def test_binds_to_loopback_by_default(server: Server) -> None:
+    assert f"http://127.0.0.1:{server.port}" in server.log.read_text()
+    try:
+        outside = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        outside = "127.0.0.1"
+    if not outside.startswith("127."):
+        with pytest.raises(OSError), socket.create_connection((outside, server.port), timeout=2):
+            pass
+
+
+def test_api_classifies_confident_examples(server: Server, examples: dict[str, Path]) -> None:
+    api = client(server)
+    for name in ("airplane", "frog", "truck"):
+        result = classify(api, examples[name], top_k=10)
+        assert top_classes(result) == [name] * 3, f"{name}: {top_classes(result)}"
+        for label in result[1:4]:
+            confidences = [entry["confidence"] for entry in label["confidences"]]
+            assert len(confidences) == 10 and abs(sum(confidences) - 1) < 1e-3
+        assert "All three models say" in result[5]
+
+
+def decompression_bomb(side: int = 30_000) -> bytes:
+    """A valid side x side 1-bit PNG of zeros: ~100 kB to upload, 900 megapixels to decode."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + (side + 7) // 8)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row * 1000) for _ in range(side // 1000)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def bad_uploads(folder: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (file, a phrase the error message must contain)."""
+    noise = Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    noise.save(buffer, format="PNG")
+    files = {
+        "notes.txt": (b"not a picture at all", "not an image"),
+        "empty.png": (b"", "empty"),
+        "truncated.png": (buffer.getvalue()[:2000], "truncated or corrupt"),
+        "bomb.png": (decompression_bomb(), "too large"),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    return {name: (folder / name, phrase) for name, (_, phrase) in files.items()}
+
+
+def test_api_bad_files_give_errors_and_the_next_call_works(server: Server, examples: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    api = client(server)
+    for name, (path, phrase) in bad_uploads(tmp_path).items():
+        with pytest.raises(AppError, match=phrase):
+            classify(api, path)
+        assert top_classes(classify(api, examples["ship"])) == ["ship"] * 3, f"after {name}"
+
+
+def test_server_files_cannot_be_named_instead_of_uploaded(server: Server, examples: dict[str, Path]) -> None:
+    # A real image on the server, but not an upload: Gradio must refuse to hand its path to the app.
+    url = f"{server.url}/gradio_api/call/classify"
+    for value in ({"path": str(examples["cat"]), "meta": {"_type": "gradio.FileData"}}, str(examples["cat"])):
+        body = json.dumps({"data": [value, "crop", 3]}).encode()
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            event = json.load(response)["event_id"]
+        with urllib.request.urlopen(f"{url}/{event}", timeout=60) as response:
+            stream = response.read().decode()
+        assert "event: error" in stream and "confidences" not in stream
+
+
+def test_upload_size_is_capped(server: Server, examples: dict[str, Path], tmp_path: Path) -> None:
+    big = tmp_path / "huge.png"
+    big.write_bytes(os.urandom((UPLOAD_CAP_MB + 1) * 1024 * 1024))
+    api = client(server)
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        classify(api, big)
+    assert top_classes(classify(api, examples["cat"])) == ["cat"] * 3
+
+
+def test_32_concurrent_clients_each_get_their_own_answer(server: Server, examples: dict[str, Path],
+                                                         checkpoint_dir: Path, tmp_path: Path) -> None:
+    # 32 different inputs: the ten examples, mirrored, darkened and shrunk, so a mixed-up reply shows.
+    variants = [lambda im: im, ImageOps.mirror, lambda im: im.point(lambda v: int(v * 0.6)), lambda im: im.rotate(90)]
+    inputs = []
+    for i in range(32):
+        path = tmp_path / f"input{i}.png"
+        variants[i // 10](Image.open(examples[sorted(examples)[i % 10]]).convert("RGB")).save(path)
+        inputs.append(path)
+    bank = load_bank(checkpoint_dir)
+    expected = []
+    for path in inputs:
+        probabilities = predict(bank, prepare(path)[0]).probabilities
+        expected.append({norm: (bank.classes[int(p.argmax())], float(p.max())) for norm, p in probabilities.items()})
+
+    clients = list(ThreadPoolExecutor(8).map(lambda _: client(server), range(32)))
+    start = threading.Barrier(32)
+
+    def call(i: int) -> tuple:
+        start.wait()
+        return classify(clients[i], inputs[i])
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(call, range(32)))
+    for i, result in enumerate(results):
+        for norm, label in zip(NORMS, result[1:4], strict=True):
+            want_class, want_confidence = expected[i][norm]
+            assert label["label"] == want_class, f"input {i}, {norm}"
+            assert abs(label["confidences"][0]["confidence"] - want_confidence) < 1e-4, f"input {i}, {norm}"
+
+
+def test_browser_upload_fills_the_three_panels(server: Server, examples: dict[str, Path]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's `chromium` package or set CHROMIUM_PATH")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server.url)
+            page.locator("#input-image input[type=file]").set_input_files(str(examples["ship"]))
+            headings = page.locator("[data-testid='label-output-value']")
+            expect(headings).to_have_count(3, timeout=60_000)
+            for i in range(3):
+                expect(headings.nth(i)).to_have_text("ship", timeout=30_000)
+            expect(page.locator("[data-testid$='-confidence-set']")).to_have_count(9)  # top 3 for each model
+            expect(page.get_by_text("All three models say")).to_be_visible()
+            expect(page.get_by_text("Where LayerNorm looks for")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "classify.png"), full_page=True)
+
+            page.get_by_role("tab", name="Mistakes").click()
+            tiles = page.locator(".mistake-gallery .thumbnail-item")
+            expect(tiles.first).to_be_visible(timeout=30_000)
+            tiles.first.click()
+            expect(page.get_by_text("Test image #")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "mistakes.png"), full_page=True)
+
+            page.get_by_role("tab", name="Training").click()
+            expect(page.get_by_text("What the three normalizations compute")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "training.png"), full_page=True)
+        finally:
+            browser.close()

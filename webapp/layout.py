@@ -1,0 +1,222 @@
+"""The page: three tabs (Classify, Mistakes, Training) built with gr.Blocks, and their wiring."""
+
+from pathlib import Path
+
+import gradio as gr
+
+from model import NORM_TITLES, NORMS
+from webapp.callbacks import NO_CLASS, TOP_CLASS, Handlers
+from webapp.charts import NORM_COLOURS
+from webapp.inference import ModelBank, load_bank
+from webapp.mistakes import ANY, MistakesError, MistakeSet, agreement_choices, load_mistakes
+from webapp.preprocess import FIT_MODES
+from webapp.training_report import (
+    explanation,
+    find_figures,
+    markdown_table,
+    reference_note,
+    results_table,
+)
+
+TITLE = "CIFAR-10 Normalization Lab"
+INTRO = (
+    "One small convolutional network, trained three times on CIFAR-10: with **BatchNorm**, **GroupNorm** and "
+    "**LayerNorm**. Upload a photo (or click an example) to see what each version predicts and where it looks. "
+    "The models know only CIFAR-10's ten classes and see your photo at 32 × 32 pixels."
+)
+
+CSS = """
+.verdict { padding: 10px 14px; border-radius: 10px; font-size: 1.1em; line-height: 1.5; }
+.verdict.agree { background: rgba(0, 158, 115, 0.12); border: 1px solid rgba(0, 158, 115, 0.55); }
+.verdict.disagree { background: rgba(230, 159, 0, 0.16); border: 1px solid rgba(230, 159, 0, 0.7); }
+.verdict.single { background: rgba(0, 114, 178, 0.1); border: 1px solid rgba(0, 114, 178, 0.5); }
+.verdict-detail { display: block; font-size: 0.85em; opacity: 0.85; }
+.pixelated img { image-rendering: pixelated; }
+#input-image .image-frame, #input-image .image-frame img { width: 100%; height: 100%; object-fit: contain; }
+/* Mistake captions go under the tile instead of over it: the images are only 32 pixels to begin with. */
+.mistake-gallery .thumbnail-item { aspect-ratio: auto !important; height: auto !important; display: flex;
+                                   flex-direction: column; }
+.mistake-gallery .thumbnail-lg > img { aspect-ratio: 1 / 1; height: auto !important; }
+.mistake-gallery .caption-label { position: static !important; max-width: 100% !important; border: none !important;
+                                  border-radius: 0 !important; white-space: normal !important; text-align: center;
+                                  font-size: 11.5px !important; line-height: 1.25; padding: 3px 4px !important; }
+.banner { padding: 8px 12px; border-radius: 8px; background: rgba(213, 94, 0, 0.12);
+          border: 1px solid rgba(213, 94, 0, 0.6); }
+"""
+
+
+def served_files(checkpoint_dir: Path | str) -> list[str]:
+    """What the page shows straight from the checkpoint folder (examples and figures), never the weights."""
+    folder = Path(checkpoint_dir).resolve()
+    return [str(folder / "examples"), *(str(path) for path in sorted(folder.glob("*.png")))]
+
+
+def _banner(bank: ModelBank, mistakes_problem: str | None) -> str:
+    lines = [f"⚠ **{NORM_TITLES[norm]} is unavailable:** {problem}" for norm, problem in bank.problems.items()]
+    if mistakes_problem:
+        lines.append(f"⚠ **The Mistakes tab is empty:** {mistakes_problem}")
+    return "\n\n".join(lines)
+
+
+def _label_title(bank: ModelBank, norm: str) -> str:
+    loaded = bank.models.get(norm)
+    if loaded is None:
+        return f"{NORM_TITLES[norm]}: unavailable"
+    return f"{NORM_TITLES[norm]} · test {loaded.metadata['test_accuracy']:.1%}"
+
+
+def build_demo(checkpoint_dir: Path | str | None = None) -> gr.Blocks:
+    """Load the models and the mistakes file from ``checkpoint_dir`` and lay out the app."""
+    bank = load_bank(checkpoint_dir)
+    try:
+        mistakes: MistakeSet | None = load_mistakes(bank.checkpoint_dir / "mistakes.npz")
+        mistakes_problem = None
+    except MistakesError as error:
+        mistakes, mistakes_problem = None, str(error)
+    handlers = Handlers(bank, mistakes)
+    examples = sorted((bank.checkpoint_dir / "examples").glob("*.png"))
+    figures = find_figures(bank.checkpoint_dir)
+    classes = list(bank.classes)
+
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        banner = _banner(bank, mistakes_problem)
+        gr.Markdown(banner, visible=bool(banner), elem_classes="banner")
+
+        with gr.Tab("Classify"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=300):
+                    image = gr.Image(
+                        label="Your image", type="filepath", image_mode=None, height=280,
+                        sources=["upload", "clipboard", "webcam"], elem_id="input-image",
+                    )
+                    if examples:
+                        gr.Examples(
+                            [[str(path)] for path in examples], inputs=[image], cache_examples=False,
+                            label="Or click a CIFAR-10 test image (one per class)", examples_per_page=10,
+                        )
+                    fit = gr.Radio(
+                        [(label, key) for key, label in FIT_MODES.items()], value="crop",
+                        label="How to make it 32 × 32",
+                    )
+                    with gr.Row(equal_height=False):
+                        preview = gr.Image(
+                            label="What the models see", interactive=False, height=160, width=160,
+                            format="png", buttons=[], elem_classes="pixelated", min_width=160, scale=0,
+                        )
+                        input_note = gr.Markdown("The 32 × 32 pixels the models receive appear here.")
+                with gr.Column(scale=3, min_width=360):
+                    verdict = gr.HTML()
+                    with gr.Row():
+                        labels = [
+                            gr.Label(label=_label_title(bank, norm), color=NORM_COLOURS[norm], min_width=150)
+                            for norm in NORMS
+                        ]
+                    top_k = gr.Slider(1, 10, value=3, step=1, label="Classes shown per model")
+                    chart = gr.HTML(label="All ten classes")
+                    timing = gr.Markdown()
+            with gr.Accordion("Where did each model look? (Grad-CAM)", open=True):
+                gr.Markdown(
+                    "Grad-CAM weighs the feature maps of one block by how much they raise the class score; red "
+                    "marks the parts of the image that pushed the model towards that class. Early blocks show "
+                    "fine detail, the last block shows what the decision rests on (at coarse resolution)."
+                )
+                with gr.Row():
+                    layer = gr.Dropdown(
+                        handlers.layer_choices(), value=handlers.layers[-1].index if handlers.layers else None,
+                        label="Layer", scale=2,
+                    )
+                    target = gr.Dropdown(
+                        [("each model's top class", TOP_CLASS), *[(name, i) for i, name in enumerate(classes)]],
+                        value=TOP_CLASS, label="Explain the class", scale=1,
+                    )
+                    opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heat-map opacity", scale=1)
+                with gr.Row():
+                    cams = [
+                        gr.Image(label=f"{NORM_TITLES[norm]}", interactive=False, format="png", buttons=[],
+                                 height=240, elem_classes="pixelated")
+                        for norm in NORMS
+                    ]
+            pixels_state, probabilities_state = gr.State(), gr.State()
+
+            classify_outputs = [preview, *labels, chart, verdict, input_note, timing, pixels_state, probabilities_state]
+            explain_inputs = [pixels_state, layer, opacity, target]
+            # preprocess=False: gr.Image would decode the upload with Pillow before the handler runs, so a
+            # non-image or a decompression bomb would fail there with a generic error; the handler gets the
+            # uploaded file (already checked by Gradio to be an upload) and says exactly what is wrong.
+            # Clearing first means a rejected upload never sits next to the previous image's results.
+            image.change(
+                handlers.clear, None, [*classify_outputs, *cams], queue=False, show_progress="hidden",
+                api_visibility="private",
+            ).then(
+                handlers.classify, [image, fit, top_k], classify_outputs, api_name="classify", preprocess=False,
+                api_description="Classify an image with the three models.",
+            ).success(handlers.explain, explain_inputs, cams, api_visibility="private", show_progress="hidden")
+            fit.change(
+                handlers.classify, [image, fit, top_k], classify_outputs, api_visibility="private", preprocess=False,
+            ).success(handlers.explain, explain_inputs, cams, api_visibility="private", show_progress="hidden")
+            top_k.change(handlers.labels, [probabilities_state, top_k], labels, api_visibility="private",
+                         show_progress="hidden")
+            for control in (layer, opacity, target):
+                control.change(handlers.explain, explain_inputs, cams, api_visibility="private",
+                               show_progress="hidden")
+
+        with gr.Tab("Mistakes"):
+            if mistakes is None:
+                gr.Markdown(f"No mistakes to show: {mistakes_problem}")
+            else:
+                gr.Markdown(
+                    f"The **{len(mistakes):,}** test images that at least one model gets wrong. Pick a model to see "
+                    "its mistakes (most confident first), narrow them down, and click a tile to compare all models."
+                )
+                with gr.Row():
+                    whose = gr.Radio([(NORM_TITLES[n], n) for n in mistakes.norms], value=mistakes.norms[0],
+                                     label="Mistakes of")
+                    others = gr.Dropdown(agreement_choices(mistakes.norms, mistakes.norms[0]), value=ANY,
+                                         label="Other models", info="e.g. images BN gets right but LN gets wrong")
+                    true_class = gr.Dropdown([NO_CLASS, *mistakes.classes], value=NO_CLASS, label="True class")
+                    predicted_class = gr.Dropdown([NO_CLASS, *mistakes.classes], value=NO_CLASS,
+                                                  label="Predicted class")
+                    count = gr.Slider(8, 200, value=48, step=8, label="How many to show")
+                summary = gr.Markdown()
+                with gr.Row(equal_height=False):
+                    gallery = gr.Gallery(
+                        label="true → predicted (confidence)", columns=6, height=640, allow_preview=False,
+                        object_fit="contain", format="png", elem_classes=["pixelated", "mistake-gallery"], scale=3,
+                        buttons=[],
+                    )
+                    with gr.Column(scale=2, min_width=320):
+                        picked = gr.Image(label="Selected image", interactive=False, format="png", buttons=[],
+                                          height=200, width=200, elem_classes="pixelated")
+                        picked_text = gr.Markdown("Click a tile to see every model's probabilities for it.")
+                        picked_chart = gr.HTML()
+                rows_state = gr.State([])
+                browse_inputs = [whose, true_class, predicted_class, others, count]
+                browse_outputs = [gallery, summary, rows_state]
+                # The "other models" choices depend on the model, so they are reset before the gallery is.
+                whose.change(
+                    handlers.agreement_dropdown, whose, others, api_visibility="private", queue=False,
+                ).then(handlers.browse, browse_inputs, browse_outputs, api_visibility="private", show_progress="hidden")
+                for control in (true_class, predicted_class, others, count):
+                    control.change(handlers.browse, browse_inputs, browse_outputs, api_visibility="private",
+                                   show_progress="hidden", trigger_mode="always_last")
+                demo.load(handlers.browse, browse_inputs, browse_outputs, api_visibility="private")
+                gallery.select(handlers.inspect, rows_state, [picked, picked_text, picked_chart],
+                               api_visibility="private")
+
+        with gr.Tab("Training"):
+            gr.Markdown(
+                "### Results\nTrain accuracy is measured during the last epoch, on the augmented training "
+                "images; test accuracy on CIFAR-10's 10,000 test images. " + reference_note(bank)
+            )
+            gr.Markdown(markdown_table(*results_table(bank)))
+            if figures.curves:
+                gr.Image(str(figures.curves), label="Loss and accuracy per epoch", show_label=False,
+                         interactive=False, buttons=["fullscreen"])
+            if figures.confusion:
+                with gr.Row():
+                    for norm, path in figures.confusion.items():
+                        gr.Image(str(path), label=f"{NORM_TITLES[norm]}: confusion matrix", show_label=False,
+                                 interactive=False, buttons=[])
+            gr.Markdown(explanation(bank))
+    return demo

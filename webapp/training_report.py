@@ -1,0 +1,158 @@
+"""The Training tab's content: results next to the reference's, the figures, and what each norm computes."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from model import NORM_TITLES, NORMS
+from webapp.gradcam import feature_layers
+from webapp.inference import ModelBank
+
+# The reference network's published 20-epoch results (train and test accuracy, %), 39,490 parameters.
+REFERENCE_PUBLISHED: dict[str, tuple[float, float]] = {"bn": (74.53, 74.71), "gn": (72.95, 72.93), "ln": (72.99, 73.42)}
+REFERENCE_PARAMETERS = 39_490
+REFERENCE_EPOCHS = 20
+
+TABLE_HEADERS = [
+    "Normalization", "Parameters", "Epochs", "Train acc.", "Test acc.", "Training time", "Reference (published)",
+]
+RETRAINED_HEADER = "Reference (retrained here)"
+
+
+@dataclass
+class Figures:
+    curves: Path | None
+    confusion: dict[str, Path]  # norm -> PNG
+
+
+def read_results(folder: Path) -> dict[str, dict[str, Any]]:
+    """``results.json`` of a checkpoint folder ({norm: metadata}), or {} if absent or unreadable."""
+    try:
+        results = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return results if isinstance(results, dict) else {}
+
+
+def _minutes(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "–"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _percent(metadata: dict[str, Any], key: str) -> str:
+    value = metadata.get(key)
+    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "–"
+
+
+def results_table(bank: ModelBank) -> tuple[list[str], list[list[str]]]:
+    """Headers and one row per norm: ours, with the reference network's train / test accuracy beside them.
+
+    The "retrained here" column appears only when ``checkpoints/seed/results.json`` exists.
+    """
+    ours = read_results(bank.checkpoint_dir) or {norm: loaded.metadata for norm, loaded in bank.models.items()}
+    retrained = read_results(bank.checkpoint_dir / "seed")
+    rows = []
+    for norm in NORMS:
+        mine, theirs = ours.get(norm, {}), retrained.get(norm)
+        published_train, published_test = REFERENCE_PUBLISHED[norm]
+        rows.append([
+            NORM_TITLES[norm],
+            f"{mine['parameters']:,}" if "parameters" in mine else "–",
+            str(mine.get("epochs", "–")),
+            _percent(mine, "train_accuracy"),
+            _percent(mine, "test_accuracy"),
+            _minutes(mine.get("train_seconds")),
+            f"{published_train:.2f}% / {published_test:.2f}%",
+        ])
+        if retrained:
+            rows[-1].append(f"{_percent(theirs, 'train_accuracy')} / {_percent(theirs, 'test_accuracy')}" if theirs
+                            else "–")
+    return (TABLE_HEADERS + [RETRAINED_HEADER] if retrained else TABLE_HEADERS), rows
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def reference_note(bank: ModelBank) -> str:
+    """Which reference numbers the table shows, in one sentence."""
+    note = (
+        f"The reference is the network this project started from ({REFERENCE_PARAMETERS:,} parameters), shown as "
+        f"train / test accuracy; its published numbers are after {REFERENCE_EPOCHS} epochs."
+    )
+    retrained = read_results(bank.checkpoint_dir / "seed")
+    if retrained:
+        first = next(iter(retrained.values()))
+        note += (
+            f" “Retrained here” is that network trained with this project's code and recipe "
+            f"({first.get('epochs', '?')} epochs)."
+        )
+    return note
+
+
+def find_figures(folder: Path) -> Figures:
+    curves = folder / "curves.png"
+    confusion = {norm: folder / f"{norm}_confusion.png" for norm in NORMS}
+    return Figures(curves if curves.is_file() else None, {n: p for n, p in confusion.items() if p.is_file()})
+
+
+def _first_group_norm(network: nn.Module) -> nn.GroupNorm | None:
+    return next((m for m in network.modules() if isinstance(m, nn.GroupNorm)), None)
+
+
+def explanation(bank: ModelBank) -> str:
+    """What each normalization averages over, with the numbers of one real layer of the loaded network."""
+    batch, channels, height, width, groups, block = 256, 32, 16, 16, 4, "a layer"
+    if bank.models:
+        first = next(iter(bank.models.values()))
+        batch = int(first.metadata.get("batch_size", batch))
+        layers = feature_layers(first.network)
+        # A layer in the middle of the network: large enough maps that the three counts differ clearly.
+        layer = layers[min(1, len(layers) - 1)]
+        channels, height, width, block = layer.channels, layer.height, layer.width, layer.label.split(" · ")[0]
+    if "gn" in bank.models and (norm := _first_group_norm(bank.models["gn"].network)) is not None:
+        groups = norm.num_groups
+    per_group = max(channels // groups, 1)
+    size = f"{height} × {width}"
+    rows = [
+        "| | averages over | one μ and σ² per | here: how many statistics, each over how many numbers |",
+        "|---|---|---|---|",
+        f"| **BatchNorm** | (N, H, W): one channel, in every image of the batch, at every position | channel | "
+        f"{channels} pairs, each over {batch} × {size} = {batch * height * width:,} values |",
+        f"| **GroupNorm** ({groups} groups) | (C/G, H, W): one group of {per_group} channels of one image | "
+        f"image and group | {batch} × {groups} pairs, each over {per_group} × {size} = "
+        f"{per_group * height * width:,} values |",
+        f"| **LayerNorm** | (C, H, W): every channel and position of one image | image | "
+        f"{batch} pairs, each over {channels} × {size} = {channels * height * width:,} values |",
+    ]
+    table = "\n".join(rows)
+    return f"""
+### What the three normalizations compute
+
+Every normalization layer in this network receives a stack of feature maps **x** of shape
+**(N, C, H, W)**: N images in the batch, C channels, H × W positions. All three compute
+
+  **y = γ · (x − μ) / √(σ² + ε) + β**
+
+with a learned scale γ and shift β for each channel. They differ only in **which numbers share one
+mean μ and one variance σ²**. Take {block} of this network, whose output is
+({batch}, {channels}, {height}, {width}) during training (batch size {batch}):
+
+{table}
+
+- **BatchNorm** is the only one that mixes images: during training each image is normalized with
+  statistics of the whole batch, and the layer keeps running averages of μ and σ². At inference — as in
+  this app, one image at a time — it uses those stored averages, so a prediction never depends on
+  other images. Its training behaviour depends on the batch size: small batches give noisy statistics.
+- **GroupNorm** splits the C channels into G groups and normalizes each group of each image on its own.
+  It computes exactly the same thing in training and at inference, for any batch size (even 1).
+  With G = C it would be InstanceNorm; with G = 1, LayerNorm.
+- **LayerNorm** here is **GroupNorm(1, C)**: one group holding all channels, normalized per image.
+  (PyTorch's `nn.LayerNorm([C, H, W])` computes the same μ and σ² but learns a γ and β for every one of
+  the C × H × W elements; GroupNorm(1, C) learns one per channel, like the other two.)
+"""
