@@ -7,7 +7,8 @@ Prints medians and 95th percentiles in milliseconds. In process: the three model
 image's 32x32 pixels, the whole classification of an uploaded file (decode, resize, three
 models), and Grad-CAM for the three models. Over HTTP: `python app.py` is started on a free
 loopback port; start-up is timed from process start to the first answer, then one client
-calls /classify repeatedly, then 32 clients call it at the same time.
+calls /classify repeatedly (through gradio_client, and through plain HTTP requests for
+comparison), then 32 gradio_client clients call it at the same time.
 """
 
 import argparse
@@ -99,6 +100,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rest_caller(url: str, example: str):
+    """One classification through Gradio's REST API with httpx, without gradio_client.
+
+    gradio_client checks for new messages every 50 ms; this shows how much of its latency is the server's.
+    """
+    import httpx
+
+    session = httpx.Client(timeout=60)
+
+    def call() -> None:
+        with open(example, "rb") as handle:
+            path = session.post(f"{url}/gradio_api/upload", files={"files": handle}).json()[0]
+        data = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "crop", 3]}
+        event = session.post(f"{url}/gradio_api/call/classify", json=data).json()["event_id"]
+        if "event: complete" not in session.get(f"{url}/gradio_api/call/classify/{event}").text:
+            raise RuntimeError("the classification failed")
+
+    return call
+
+
 def http(checkpoint_dir: Path, sequential: int, clients: int, per_client: int, concurrency: int) -> None:
     from gradio_client import Client, handle_file
 
@@ -134,6 +161,8 @@ def http(checkpoint_dir: Path, sequential: int, clients: int, per_client: int, c
         print(f"\nstart-up, `python app.py` to the first /classify answer: {time.perf_counter() - started:.1f} s")
 
         print(f"one client, {sequential} calls in a row:        {summary(timed(lambda: call(api), sequential, 5))}")
+        rest = rest_caller(url, example)
+        print(f"the same over plain HTTP (upload + /call + result): {summary(timed(rest, sequential, 5))}")
 
         pool_clients = list(ThreadPoolExecutor(8).map(lambda _: connect(), range(clients)))
         latencies: list[float] = []
@@ -147,13 +176,34 @@ def http(checkpoint_dir: Path, sequential: int, clients: int, per_client: int, c
                 with lock:
                     latencies.append(time.perf_counter() - start)
 
-        start = time.perf_counter()
+        cpu_before, start = cpu_seconds(process.pid), time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(client_loop, range(clients)))
         elapsed = time.perf_counter() - start
+        server_cpu = cpu_seconds(process.pid) - cpu_before
         print(f"{clients} clients at once, {per_client} calls each: {summary(latencies)}")
         print(f"throughput: {len(latencies) / elapsed:.1f} classifications/s "
-              f"({len(latencies)} in {elapsed:.1f} s; server concurrency {concurrency})")
+              f"({len(latencies)} in {elapsed:.1f} s; server concurrency {concurrency}; the server used "
+              f"{1000 * server_cpu / len(latencies):.0f} ms of CPU per classification, the clients the rest)")
+
+        rest_callers = [rest_caller(url, example) for _ in range(clients)]
+        latencies.clear()
+        barrier = threading.Barrier(clients)
+
+        def rest_loop(i: int) -> None:
+            barrier.wait()
+            for _ in range(per_client):
+                start = time.perf_counter()
+                rest_callers[i]()
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(rest_loop, range(clients)))
+        elapsed = time.perf_counter() - start
+        print(f"the same over plain HTTP:             {summary(latencies)}")
+        print(f"throughput: {len(latencies) / elapsed:.1f} classifications/s")
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -184,7 +184,7 @@ def test_handlers_classify_explain_and_relabel(bank: ModelBank, examples: dict[s
     preview, *labels, chart, verdict, note, timing, pixels, state = handlers.classify(
         {"path": str(examples["ship"])}, "crop", 4
     )
-    assert preview.shape == (256, 256, 3)
+    assert preview.shape == (32, 32, 3) and preview.dtype == np.uint8
     assert [next(iter(label)) for label in labels] == ["ship"] * 3
     assert all(len(label) == 4 for label in labels)
     assert "All three models say <b>ship</b>" in verdict and "<svg" in chart and "ms" in timing
@@ -222,7 +222,7 @@ def test_handlers_browse_and_inspect(bank: ModelBank, checkpoint_dir: Path) -> N
     assert len(tiles) == len(rows) <= 16 and "BN right, LN wrong" in summary
     assert all(" → " in text and text.endswith("%)") for _, text in tiles)
     image, text, chart = handlers.inspect(rows, gr.SelectData(None, {"index": 0, "value": None}))
-    assert image.shape == (256, 256, 3) and "✓ BatchNorm" in text and "✗ LayerNorm" in text and "<svg" in chart
+    assert image.shape == (32, 32, 3) and "✓ BatchNorm" in text and "✗ LayerNorm" in text and "<svg" in chart
     with pytest.raises(gr.Error, match="Unknown class"):
         handlers.browse("bn", "unicorn", ANY, ANY, 8)
 

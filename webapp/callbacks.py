@@ -18,7 +18,7 @@ from webapp.charts import probability_chart
 from webapp.gradcam import feature_layers, grad_cam, overlay
 from webapp.inference import ModelBank, predict
 from webapp.mistakes import ANY, SHORT_NAMES, MistakeSet, agreement_choices, caption, select
-from webapp.preprocess import FIT_DESCRIPTIONS, FIT_MODES, ImageInputError, enlarge, prepare
+from webapp.preprocess import FIT_DESCRIPTIONS, FIT_MODES, ImageInputError, prepare
 
 TOP_CLASS = -1  # Grad-CAM target meaning "whatever each model ranks first"
 NO_CLASS = "any"
@@ -149,7 +149,7 @@ class Handlers:
         )
         state = {norm: p.tolist() for norm, p in probabilities.items()}
         return (
-            enlarge(pixels, 8),
+            pixels,
             *self.labels(state, top_k),
             chart,
             self.verdict(probabilities),
@@ -222,7 +222,7 @@ class Handlers:
         return tiles, summary, shown.tolist()
 
     def inspect(self, rows: list[int] | None, evt: gr.SelectData) -> tuple:
-        """The clicked tile, enlarged, with every model's probabilities."""
+        """The clicked tile with every model's probabilities."""
         mistakes = self.mistakes
         if mistakes is None or not rows or evt.index is None:
             return None, "", ""
@@ -242,4 +242,4 @@ class Handlers:
                 f"true class {p[label]:.0%})"
             )
         chart = probability_chart(probabilities, mistakes.classes, true_class=label)
-        return enlarge(mistakes.images[row], 8), "\n".join(lines), chart
+        return mistakes.images[row], "\n".join(lines), chart

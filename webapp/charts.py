@@ -15,7 +15,7 @@ from model import NORM_TITLES
 NORM_COLOURS: dict[str, str] = {"bn": "#0072B2", "gn": "#E69F00", "ln": "#009E73"}
 
 WIDTH, HEIGHT = 760, 290
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 34, 44
+LEFT, RIGHT, TOP, BOTTOM = 44, 8, 42, 44
 
 
 def probability_chart(

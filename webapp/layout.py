@@ -31,8 +31,10 @@ CSS = """
 .verdict.disagree { background: rgba(230, 159, 0, 0.16); border: 1px solid rgba(230, 159, 0, 0.7); }
 .verdict.single { background: rgba(0, 114, 178, 0.1); border: 1px solid rgba(0, 114, 178, 0.5); }
 .verdict-detail { display: block; font-size: 0.85em; opacity: 0.85; }
+/* 32 x 32 images are sent as they are and blown up here, with hard pixel edges. */
 .pixelated img { image-rendering: pixelated; }
-#input-image .image-frame, #input-image .image-frame img { width: 100%; height: 100%; object-fit: contain; }
+#input-image .image-frame, #input-image .image-frame img,
+.pixelated .image-frame, .pixelated .image-frame img { width: 100%; height: 100%; object-fit: contain; }
 /* Mistake captions go under the tile instead of over it: the images are only 32 pixels to begin with. */
 .mistake-gallery .thumbnail-item { aspect-ratio: auto !important; height: auto !important; display: flex;
                                    flex-direction: column; }
