@@ -4,7 +4,11 @@ from torch import Tensor, nn
 
 from model.norms import make_norm
 
-NUM_CLASSES = 10
+CLASSES: tuple[str, ...] = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+NUM_CLASSES = len(CLASSES)
 
 
 class SeedNet(nn.Module):

@@ -14,12 +14,10 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
+from model import CLASSES  # noqa: F401  (re-exported: the dataset's class names)
+
 DATA_DIR_ENV = "CIFAR10_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
-CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
 # Per-channel statistics of the 50,000 training images, on the 0-1 scale.
 MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)

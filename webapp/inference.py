@@ -15,14 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from model import NORM_TITLES, NORMS, CheckpointError, load_checkpoint
+from model import CLASSES, NORM_TITLES, NORMS, CheckpointError, load_checkpoint
 
 CHECKPOINT_DIR_ENV = "CHECKPOINT_DIR"
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
-# Used only when no checkpoint can be read, so the page can still be drawn.
-CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
 
 
 def default_checkpoint_dir() -> Path:
@@ -60,7 +56,7 @@ class ModelBank:
     checkpoint_dir: Path
     models: dict[str, LoadedModel] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
-    classes: tuple[str, ...] = CIFAR10_CLASSES
+    classes: tuple[str, ...] = CLASSES  # until a checkpoint is read, so the page can still be drawn
 
     @property
     def norms(self) -> tuple[str, ...]:
