@@ -23,15 +23,13 @@ from torchvision import datasets, transforms
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model import build_model  # noqa: E402
-from training.data import (  # noqa: E402  # noqa: E402
+from training.data import (  # noqa: E402
     MEAN,
     STD,
     Split,
-    batches,
+    augmented_batches,
     default_data_dir,
     load_split,
-    normalize,
-    random_crop_flip,
     reflect_pad,
 )
 from training.loop import pick_device  # noqa: E402
@@ -64,11 +62,8 @@ def project_batches(split: Split, batch_size: int, device: torch.device):
     split = split.to(device)
     padded = reflect_pad(split.images, 4)
     generator = torch.Generator().manual_seed(0)
-    index_split = Split(torch.arange(len(split), device=device), split.labels)
     while True:
-        for index, labels in batches(index_split, batch_size, generator):
-            images = random_crop_flip(padded[index], 32, generator)
-            yield normalize(images).contiguous(memory_format=torch.channels_last), labels
+        yield from augmented_batches(padded, split.labels, batch_size, generator)
 
 
 def common_batches(data_dir: Path, batch_size: int, workers: int, device: torch.device):

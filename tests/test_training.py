@@ -52,6 +52,22 @@ def test_resuming_with_other_settings_is_refused(synthetic_split: Split, tmp_pat
               progress=False)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "foreign_scheduler"])
+def test_unusable_saved_state_is_refused_with_advice(damage: str, synthetic_split: Split, tmp_path: Path) -> None:
+    config = replace(TINY, epochs=2)
+    train(replace(config, epochs=1), synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
+    state_file = state_path(tmp_path, config)
+    if damage == "truncated":
+        state_file.write_bytes(state_file.read_bytes()[:100])
+    else:  # same settings, but saved by code with another kind of scheduler
+        state = torch.load(state_file, weights_only=True)
+        state["scheduler"] = {"total_steps": 10, "last_epoch": 3}
+        torch.save(state, state_file)
+    with pytest.raises(ResumeMismatch, match="--restart"):
+        train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
+    train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path, restart=True, progress=False)
+
+
 def test_diverging_loss_stops_and_keeps_the_last_good_state(synthetic_split: Split, tmp_path: Path) -> None:
     config = replace(TINY, norm="ln", epochs=2)
     train(replace(config, epochs=1), synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)

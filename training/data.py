@@ -118,6 +118,20 @@ def random_crop_flip(padded: Tensor, size: int, generator: torch.Generator) -> T
     return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def augmented_batches(
+    padded: Tensor, labels: Tensor, batch_size: int, generator: torch.Generator, size: int = 32
+):
+    """One epoch of training batches: shuffled, randomly cropped and flipped, normalized.
+
+    ``padded`` holds the reflect-padded uint8 images (see ``reflect_pad``); the batches
+    come out as float, channels_last tensors, ready for the network.
+    """
+    indices = Split(torch.arange(len(labels), device=labels.device), labels)
+    for index, batch_labels in batches(indices, batch_size, generator):
+        images = random_crop_flip(padded[index], size, generator)
+        yield normalize(images).contiguous(memory_format=torch.channels_last), batch_labels
+
+
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None):
     """Yield (images, labels) batches; shuffled when a generator is given."""
     count = len(split)

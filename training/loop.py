@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from model import build_model
 from model.checkpoint import atomic_write
-from training.data import Split, batches, normalize, random_crop_flip, reflect_pad
+from training.data import Split, augmented_batches, reflect_pad
 from training.evaluate import evaluate
 
 
@@ -80,12 +80,17 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 def load_state(path: Path, config: TrainConfig) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["config"] != asdict(config):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file can fail in many ways
+        raise ResumeMismatch(
+            f"{path} is not a readable training state ({error}). Pass --restart to start over."
+        ) from error
+    if state.get("config") != asdict(config):
         differences = {
-            key: (state["config"].get(key), value)
+            key: (state.get("config", {}).get(key), value)
             for key, value in asdict(config).items()
-            if state["config"].get(key) != value
+            if state.get("config", {}).get(key) != value
         }
         described = ", ".join(f"{key}: saved {old!r}, now {new!r}" for key, (old, new) in differences.items())
         raise ResumeMismatch(
@@ -102,6 +107,116 @@ class TrainResult:
     config: TrainConfig
 
 
+@dataclass
+class Run:
+    """Everything that changes while training, and so everything a resume restores."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    data_rng: torch.Generator
+    history: list[dict[str, float]]
+
+    @property
+    def epoch(self) -> int:
+        return len(self.history)
+
+    def state(self, config: TrainConfig, device: torch.device) -> dict[str, Any]:
+        return {
+            "config": asdict(config),
+            "epoch": self.epoch,
+            "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "data_rng": self.data_rng.get_state(),
+            "history": self.history,
+        }
+
+    def restore(self, state: dict[str, Any], path: Path, device: torch.device) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+            self.data_rng.set_state(state["data_rng"])
+            history = list(state["history"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as error:
+            raise ResumeMismatch(
+                f"{path} was saved by another version of this training code and cannot be "
+                f"continued ({type(error).__name__}: {error}). Pass --restart to start over."
+            ) from error
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        self.history = history
+
+
+def start_run(config: TrainConfig, steps_per_epoch: int) -> Run:
+    torch.manual_seed(config.seed)
+    model = build_model(config.arch, config.norm)
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
+    return Run(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed), [])
+
+
+def move_to(run: Run, device: torch.device) -> None:
+    run.model.to(device, memory_format=torch.channels_last)
+    # Optimizer state is created (or restored) on the CPU; it follows the parameters.
+    for param_state in run.optimizer.state.values():
+        for key, value in param_state.items():
+            if torch.is_tensor(value):
+                param_state[key] = value.to(device)
+
+
+def train_epoch(run: Run, config: TrainConfig, padded: Tensor, labels: Tensor, path: Path,
+                progress: bool) -> dict[str, float]:
+    """One pass over the training set; returns its loss, accuracy and speed."""
+    device = labels.device
+    run.model.train()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+           else torch.autocast("cpu", enabled=False))
+    started = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    epoch = run.epoch + 1
+    bar = tqdm(total=len(labels), desc=f"{config.norm} epoch {epoch}/{config.epochs}", unit="img",
+               leave=False, disable=not progress, dynamic_ncols=True)
+    for step, (inputs, batch_labels) in enumerate(
+        augmented_batches(padded, labels, config.batch_size, run.data_rng)
+    ):
+        with amp:
+            logits = run.model(inputs)
+            loss = loss_fn(logits.float(), batch_labels)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        loss_sum += loss.detach() * len(batch_labels)
+        correct += (logits.argmax(1) == batch_labels).sum()
+        seen += len(batch_labels)
+        bar.update(len(batch_labels))
+        # Reading the loss forces a device sync, so check it every 20 steps only.
+        if step % 20 == 0 or seen == len(labels):
+            running_loss = loss_sum.item() / seen
+            if not math.isfinite(running_loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"the loss became {running_loss} in epoch {epoch}, step {step + 1}. "
+                    f"Training stopped; the state after epoch {epoch - 1} is kept in {path}. "
+                    "Try a lower --lr."
+                )
+            bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{correct.item() / seen:.1%}")
+    bar.close()
+    seconds = time.perf_counter() - started
+    return {
+        "train_loss": loss_sum.item() / seen,
+        "train_accuracy": correct.item() / seen,
+        "images_per_second": seen / seconds,
+    }
+
+
 def train(
     config: TrainConfig,
     train_split: Split,
@@ -115,108 +230,38 @@ def train(
     """Train one network; continue from ``state_dir`` if a finished epoch was saved there."""
     if config.train_subset:
         train_split = train_split.subset(config.train_subset)
-    torch.manual_seed(config.seed)
-    model = build_model(config.arch, config.norm)
-    steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
-    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
-    data_rng = torch.Generator().manual_seed(config.seed)
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-
+    run = start_run(config, math.ceil(len(train_split) / config.batch_size))
     path = state_path(state_dir, config)
     state = None if restart else load_state(path, config)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        data_rng.set_state(state["data_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        history, start_epoch = state["history"], state["epoch"]
-        if start_epoch < config.epochs:
-            print(f"Resuming {config.arch}/{config.norm} from {path} after epoch {start_epoch}")
-
-    on_cuda = device.type == "cuda"
-    model = model.to(device, memory_format=torch.channels_last)
-    # Optimizer state was created on the CPU; move it with the parameters.
-    for param_state in optimizer.state.values():
-        for key, value in param_state.items():
-            if torch.is_tensor(value):
-                param_state[key] = value.to(device)
+        run.restore(state, path, device)
+        if run.epoch < config.epochs:
+            print(f"Resuming {config.arch}/{config.norm} from {path} after epoch {run.epoch}")
+    move_to(run, device)
     train_split, test_split = train_split.to(device), test_split.to(device)
     padded = reflect_pad(train_split.images, config.crop_padding)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else torch.autocast("cpu", enabled=False)
-    started = time.perf_counter() - sum(h["seconds"] for h in history)
+    started = time.perf_counter() - sum(h["seconds"] for h in run.history)
 
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
+    while run.epoch < config.epochs:
         epoch_start = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        bar = tqdm(
-            total=len(train_split), desc=f"{config.norm} epoch {epoch + 1}/{config.epochs}",
-            unit="img", leave=False, disable=not progress, dynamic_ncols=True,
-        )
-        order = Split(torch.arange(len(train_split), device=device), train_split.labels)
-        for step, (index, labels) in enumerate(batches(order, config.batch_size, data_rng)):
-            images = random_crop_flip(padded[index], 32, data_rng)
-            inputs = normalize(images).contiguous(memory_format=torch.channels_last)
-            with amp:
-                logits = model(inputs)
-                loss = loss_fn(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.argmax(1) == labels).sum()
-            seen += len(labels)
-            bar.update(len(labels))
-            if step % 20 == 0 or seen == len(train_split):
-                running_loss = loss_sum.item() / seen
-                if not math.isfinite(running_loss):
-                    bar.close()
-                    raise TrainingDiverged(
-                        f"the loss became {running_loss} in epoch {epoch + 1}, step {step + 1}. "
-                        f"Training stopped; the state after epoch {epoch} is kept in {path}. "
-                        "Try a lower --lr."
-                    )
-                bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{correct.item() / seen:.1%}")
-        bar.close()
-        train_seconds = time.perf_counter() - epoch_start
-        test_loss, test_acc = evaluate(model, test_split)
+        trained = train_epoch(run, config, padded, train_split.labels, path, progress)
+        test_loss, test_accuracy = evaluate(run.model, test_split)
         record = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum.item() / seen,
-            "train_accuracy": correct.item() / seen,
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-            "lr": scheduler.get_last_lr()[0],
-            "images_per_second": seen / train_seconds,
+            "epoch": run.epoch + 1, "train_loss": trained["train_loss"],
+            "train_accuracy": trained["train_accuracy"], "test_loss": test_loss,
+            "test_accuracy": test_accuracy, "lr": run.scheduler.get_last_lr()[0],
+            "images_per_second": trained["images_per_second"],
             "seconds": time.perf_counter() - epoch_start,
         }
-        history.append(record)
+        run.history.append(record)
         print(
-            f"{config.arch}/{config.norm} epoch {epoch + 1:2d}/{config.epochs}  "
+            f"{config.arch}/{config.norm} epoch {run.epoch:2d}/{config.epochs}  "
             f"train loss {record['train_loss']:.3f} acc {record['train_accuracy']:.2%}  "
-            f"test loss {test_loss:.3f} acc {test_acc:.2%}  "
+            f"test loss {record['test_loss']:.3f} acc {record['test_accuracy']:.2%}  "
             f"{record['images_per_second']:,.0f} img/s  elapsed {time.perf_counter() - started:,.0f}s",
             flush=True,
         )
-        save_state(path, {
-            "config": asdict(config),
-            "epoch": epoch + 1,
-            "model": {k: v.cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if on_cuda else None,
-            "data_rng": data_rng.get_state(),
-            "history": history,
-        })
+        save_state(path, run.state(config, device))
         if on_epoch_end is not None:
-            on_epoch_end(epoch + 1)
-    return TrainResult(model.eval(), history, config)
+            on_epoch_end(run.epoch)
+    return TrainResult(run.model.eval(), run.history, config)
