@@ -16,6 +16,8 @@ from torch import nn
 
 NORMS: tuple[str, ...] = ("bn", "gn", "ln")
 NORM_TITLES: dict[str, str] = {"bn": "BatchNorm", "gn": "GroupNorm", "ln": "LayerNorm"}
+# Colour-blind-safe (Okabe-Ito), so a model is one colour in every plot and panel.
+NORM_COLOURS: dict[str, str] = {"bn": "#0072B2", "gn": "#E69F00", "ln": "#009E73"}
 
 
 def make_norm(norm: str, channels: int, groups: int) -> nn.Module:

@@ -128,6 +128,8 @@ def augmented_batches(
     """
     indices = Split(torch.arange(len(labels), device=labels.device), labels)
     for index, batch_labels in batches(indices, batch_size, generator):
+        if len(index) == 1:  # a last batch of one image gives BatchNorm no batch statistics
+            break
         images = random_crop_flip(padded[index], size, generator)
         yield normalize(images).contiguous(memory_format=torch.channels_last), batch_labels
 

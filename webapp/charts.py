@@ -9,10 +9,7 @@ from html import escape
 
 import numpy as np
 
-from model import NORM_TITLES
-
-# Colour-blind-safe (Okabe-Ito) and shared with the probability panels, so a model is one colour everywhere.
-NORM_COLOURS: dict[str, str] = {"bn": "#0072B2", "gn": "#E69F00", "ln": "#009E73"}
+from model import NORM_COLOURS, NORM_TITLES
 
 WIDTH, HEIGHT = 760, 290
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 42, 44

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from model import NORM_TITLES, NORMS
+from model import NORM_COLOURS, NORM_TITLES, NORMS
 from webapp.callbacks import NO_CLASS, TOP_CLASS, Handlers
-from webapp.charts import NORM_COLOURS
 from webapp.inference import ModelBank, load_bank
 from webapp.mistakes import ANY, MistakesError, MistakeSet, agreement_choices, load_mistakes
 from webapp.preprocess import FIT_MODES

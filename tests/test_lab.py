@@ -1,0 +1,125 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import NORMS, build_model
+from model.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from training.data import Split
+from training.lab import batch_size, calibration, coupling
+from training.lab.__main__ import EXPERIMENTS, main
+
+REPO = Path(__file__).resolve().parent.parent
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=generator)
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_corruption_at_severity_zero_is_the_identity(name: str, images: torch.Tensor) -> None:
+    assert torch.equal(corrupt(images, name, 0), images)
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_corruptions_keep_uint8_images_and_grow_with_severity(name: str, images: torch.Tensor) -> None:
+    distances = []
+    for severity in SEVERITIES:
+        out = corrupt(images, name, severity, torch.Generator().manual_seed(1))
+        assert out.dtype == torch.uint8 and out.shape == images.shape
+        distances.append((out.float() - images.float()).abs().mean().item())
+    assert distances[0] > 0.5, "severity 1 should change the images"
+    assert distances[-1] > distances[0], distances
+
+
+def test_noise_is_reproducible_with_a_generator(images: torch.Tensor) -> None:
+    first = corrupt(images, "gaussian_noise", 3, torch.Generator().manual_seed(5))
+    assert torch.equal(first, corrupt(images, "gaussian_noise", 3, torch.Generator().manual_seed(5)))
+
+
+def test_bad_corruption_requests_are_refused(images: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match="unknown corruption 'fog'"):
+        corrupt(images, "fog", 1)
+    with pytest.raises(ValueError, match="severity must be 0-5"):
+        corrupt(images, "blur", 6)
+    with pytest.raises(ValueError, match="uint8"):
+        corrupt(images.float(), "blur", 1)
+
+
+def test_only_batchnorm_in_train_mode_couples_the_samples_of_a_batch(images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    models = {norm: build_model("residual", norm).eval() for norm in NORMS}
+    test = Split(torch.cat([images] * 8), torch.zeros(64, dtype=torch.long))
+    measured = coupling.measure(models, test, probes=4, trials=3, batch_size=8)["results"]
+    for norm in NORMS:
+        for mode in coupling.MODES:
+            change = measured[norm][mode]["mean_max_abs_change"]
+            if norm == "bn" and mode == "train":
+                assert change > 1e-3, "BN in train mode should depend on the batch"
+            else:
+                assert change < 1e-5, f"{norm} in {mode} mode should not depend on the batch"
+
+
+def test_expected_calibration_error_of_known_cases() -> None:
+    labels = torch.tensor([0, 1, 0, 1])
+    # Always 100% sure of the wrong class: confidence 1, accuracy 0.
+    wrong = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    assert calibration.reliability(wrong, labels)["ece"] == pytest.approx(1.0)
+    # 75% sure and right three times in four: perfectly calibrated.
+    hedged = torch.tensor([[0.75, 0.25], [0.25, 0.75], [0.75, 0.25], [0.75, 0.25]])
+    result = calibration.reliability(hedged, labels)
+    assert result["ece"] == pytest.approx(0.0, abs=1e-6)
+    assert result["accuracy"] == 0.75 and sum(result["bins"]["count"]) == 4
+
+
+def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    kwargs = dict(batch_sizes=(2, 8), train_images=32, epochs=1, progress=False)
+    first = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
+                               **kwargs)
+    assert set(first["runs"]) == {f"{norm}-{size}" for norm in NORMS for size in (2, 8)}
+    assert first["runs"]["bn-8"]["lr"] == pytest.approx(0.2 * 8 / 256)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(batch_size, "train", no_training)
+    again = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
+                               **kwargs)
+    assert again["runs"] == first["runs"]
+
+
+def test_every_experiment_runs_end_to_end_and_writes_results(cifar_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "lab"
+    code = main(["all", "--data-dir", str(cifar_dir), "--checkpoint-dir", str(REPO / "checkpoints"),
+                 "--output-dir", str(output), "--state-dir", str(tmp_path / "state"), "--test-images", "64",
+                 "--train-images", "64", "--epochs", "1", "--batch-sizes", "8", "32", "--probes", "3",
+                 "--rounds", "1", "--no-progress"])
+    assert code == 0
+    for name in EXPERIMENTS:
+        results = json.loads((output / f"{name}.json").read_text())
+        assert results["experiment"] == name and results["setup"]["seconds"] >= 0
+        assert (output / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    robustness = json.loads((output / "robustness.json").read_text())
+    assert set(robustness["accuracy"]) == set(CORRUPTIONS)
+    assert all(len(values) == 6 and all(0 <= v <= 1 for v in values)
+               for per_norm in robustness["accuracy"].values() for values in per_norm.values())
+    cost = json.loads((output / "cost.json").read_text())["results"]
+    assert cost["256"]["bn"]["train_step_vs_bn"] == 1.0 and cost["32"]["ln"]["forward_ms"] > 0
+
+
+def test_lab_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["calibration", "--data-dir", str(tmp_path / "no-data"), "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: CIFAR-10 not found") and "Traceback" not in err
+
+
+def test_lab_without_checkpoints_says_which_file_is_missing(cifar_dir: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["coupling", "--data-dir", str(cifar_dir), "--checkpoint-dir", str(tmp_path / "none"),
+                 "--output-dir", str(tmp_path / "out"), "--test-images", "16"]) == 2
+    assert "bn.safetensors does not exist" in capsys.readouterr().err

@@ -1,0 +1,113 @@
+"""python -m training.lab <experiment>: run lab experiments and write checkpoints/lab/."""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from model import CheckpointError
+from training.data import DataError, Split, default_data_dir, load_split
+from training.export import OutputError, check_writable
+from training.lab import batch_size, calibration, cost, coupling, robustness
+from training.lab.common import load_models, write_results
+from training.loop import ResumeMismatch, TrainingDiverged, pick_device
+
+EXPERIMENTS = ("batch_size", "coupling", "robustness", "calibration", "cost")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.lab",
+        description="Measure how BatchNorm, GroupNorm and LayerNorm differ, on the trained models "
+        "(coupling, robustness, calibration), on fresh networks (cost) or by training new ones "
+        "(batch_size). Each experiment writes <name>.json and <name>.png to --output-dir.",
+    )
+    parser.add_argument("experiment", choices=[*EXPERIMENTS, "all"], help="which experiment to run")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding cifar-10-batches-py/ (default: $CIFAR10_DATA_DIR, else ./data)")
+    parser.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"),
+                        help="where the trained bn/gn/ln models are (default: checkpoints)")
+    parser.add_argument("--output-dir", type=Path, default=Path("checkpoints/lab"),
+                        help="where results go (default: checkpoints/lab)")
+    parser.add_argument("--state-dir", type=Path, default=Path("runs/lab"),
+                        help="resume state of the batch-size sweep's training runs (default: runs/lab)")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
+    parser.add_argument("--test-images", type=int, default=10_000,
+                        help="evaluate on the first N test images (default: all 10,000)")
+    parser.add_argument("--train-images", type=int, default=10_000,
+                        help="batch_size: training images per run (default 10,000)")
+    parser.add_argument("--epochs", type=int, default=5, help="batch_size: epochs per run (default 5)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(batch_size.BATCH_SIZES),
+                        help="batch_size: the batch sizes to train at (default: 2 8 32 128)")
+    parser.add_argument("--probes", type=int, default=100, help="coupling: test images to probe (default 100)")
+    parser.add_argument("--rounds", type=int, default=5, help="cost: timing rounds (default 5)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if not 1 <= args.test_images <= 10_000:
+        parser.error("--test-images must be between 1 and 10000")
+    if min(args.batch_sizes) < 2:
+        parser.error("--batch-sizes must all be at least 2 (BatchNorm needs two samples)")
+    if args.train_images < max(args.batch_sizes):
+        parser.error("--train-images must be at least the largest batch size")
+    if not 1 <= args.epochs <= 20:
+        parser.error("--epochs must be between 1 and 20")
+    return args
+
+
+def run_experiment(name: str, args: argparse.Namespace, data: dict[str, Split]) -> None:
+    started = time.perf_counter()
+    print(f"{name}:", flush=True)
+    if name == "cost":
+        measured = cost.measure(pick_device(args.device), rounds=args.rounds)
+        figure = cost.figure(measured)
+    elif name == "batch_size":
+        measured = batch_size.measure(
+            data["train"], data["test"], pick_device(args.device), args.output_dir, args.state_dir,
+            batch_sizes=tuple(args.batch_sizes), train_images=args.train_images, epochs=args.epochs,
+            progress=not args.no_progress,
+        )
+        figure = batch_size.figure(measured)
+    else:
+        models = load_models(args.checkpoint_dir)
+        if name == "coupling":
+            measured = coupling.measure(models, data["test"], probes=args.probes)
+            figure = coupling.figure(measured)
+        elif name == "robustness":
+            measured = robustness.measure(models, data["test"])
+            figure = robustness.figure(measured)
+        else:
+            measured = calibration.measure(models, data["test"])
+            figure = calibration.figure(measured)
+    measured["setup"]["seconds"] = round(time.perf_counter() - started, 1)
+    path = write_results(args.output_dir, name, measured, figure)
+    print(f"{name}: wrote {path} and {path.with_suffix('.png')} ({time.perf_counter() - started:,.0f}s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
+    try:
+        check_writable(args.output_dir)
+        data: dict[str, Split] = {}
+        if any(name != "cost" for name in names):
+            data_dir = args.data_dir or default_data_dir()
+            data["test"] = load_split(data_dir, train=False).subset(args.test_images)
+            if "batch_size" in names:
+                data["train"] = load_split(data_dir, train=True)
+        for name in names:
+            run_experiment(name, args, data)
+    except (DataError, CheckpointError, OutputError, ResumeMismatch, TrainingDiverged, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished batch-size runs are kept; run the same command again to continue.",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(True)
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Test accuracy against batch size: does BN need large batches while GN and LN do not?
+
+Each norm is trained from scratch at each batch size with the same images, epochs and
+one-cycle schedule; the peak learning rate scales linearly with the batch size
+(Goyal et al., 2017): ``lr = base_lr * batch_size / 256``. To fit a laptop CPU this
+trains on a subset of the training set for a few epochs, and says so in its results.
+
+Finished runs are kept in the results file and skipped when the command is run
+again, and each run keeps per-epoch resume state, so an interrupted sweep continues.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model import NORM_COLOURS, NORM_TITLES, NORMS
+from training.data import Split
+from training.lab.common import pyplot, write_results
+from training.loop import TrainConfig, train
+
+BATCH_SIZES = (2, 8, 32, 128)
+NAME = "batch_size"
+
+
+def run_key(norm: str, batch_size: int) -> str:
+    return f"{norm}-{batch_size}"
+
+
+def measure(train_split: Split, test_split: Split, device: torch.device, output_dir: Path, state_dir: Path,
+            batch_sizes: tuple[int, ...] = BATCH_SIZES, train_images: int = 10_000, epochs: int = 5,
+            base_lr: float = 0.2, arch: str = "residual", seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    setup = {"arch": arch, "train_images": train_images, "epochs": epochs, "base_lr": base_lr,
+             "lr_rule": "base_lr * batch_size / 256", "batch_sizes": list(batch_sizes), "seed": seed,
+             "test_images": len(test_split)}
+    runs = _finished_runs(output_dir / f"{NAME}.json", setup)
+    for batch_size in batch_sizes:
+        for norm in NORMS:
+            key = run_key(norm, batch_size)
+            if key in runs:
+                print(f"  {key}: already measured, {runs[key]['test_accuracy']:.2%}")
+                continue
+            config = TrainConfig(arch=arch, norm=norm, epochs=epochs, batch_size=batch_size,
+                                 lr=base_lr * batch_size / 256, seed=seed, train_subset=train_images)
+            result = train(config, train_split, test_split, device, state_dir / key, progress=progress)
+            last = result.history[-1]
+            runs[key] = {
+                "norm": norm, "batch_size": batch_size, "lr": config.lr,
+                "train_accuracy": last["train_accuracy"], "test_accuracy": last["test_accuracy"],
+                "seconds": sum(h["seconds"] for h in result.history),
+            }
+            # Written after every run, so an interrupted sweep keeps what it finished.
+            write_results(output_dir, NAME, {"setup": setup, "runs": runs})
+    return {"setup": setup, "runs": runs}
+
+
+def _finished_runs(path: Path, setup: dict[str, Any]) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(saved.get("runs", {})) if saved.get("setup") == setup else {}
+
+
+def figure(measured: dict[str, Any]):
+    plt = pyplot()
+    setup, runs = measured["setup"], measured["runs"]
+    fig, axis = plt.subplots(figsize=(6.4, 4))
+    for norm in NORMS:
+        points = sorted((r["batch_size"], r["test_accuracy"]) for r in runs.values() if r["norm"] == norm)
+        if points:
+            axis.plot([b for b, _ in points], [100 * a for _, a in points], "o-", color=NORM_COLOURS[norm],
+                      label=NORM_TITLES[norm])
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(setup["batch_sizes"], [str(b) for b in setup["batch_sizes"]])
+    axis.set_xlabel("batch size (learning rate scaled linearly)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title(f"Batch size: {setup['train_images']:,} training images, {setup['epochs']} epochs", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
