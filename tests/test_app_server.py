@@ -268,5 +268,13 @@ def test_browser_upload_fills_the_three_panels(server: Server, examples: dict[st
             page.get_by_role("tab", name="Training").click()
             expect(page.get_by_text("What the three normalizations compute")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "training.png"), full_page=True)
+
+            page.get_by_role("tab", name="Lab").click()
+            # The ship uploaded above is now the Lab's image; BN in train mode is one of the plotted lines.
+            expect(page.get_by_text("Global scaling to the mean, severity 3")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("BatchNorm (train mode):")).to_be_visible(timeout=30_000)
+            page.get_by_role("button", name="Draw new companions").click()
+            expect(page.get_by_text("What we measured")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "lab.png"), full_page=True)
         finally:
             browser.close()

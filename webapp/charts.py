@@ -72,3 +72,58 @@ def probability_chart(
     )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def companion_chart(series: dict[str, tuple[str, bool, list[float]]], class_name: str) -> str:
+    """SVG line chart: one image's probability of ``class_name`` in each of several random batches.
+
+    ``series`` maps a legend label to (colour, dashed, one probability per batch).
+    """
+    plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    count = max((len(values) for _, _, values in series.values()), default=1)
+    step = plot_width / max(count - 1, 1)
+    parts = [
+        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg" '
+        'font-family="system-ui, sans-serif" style="max-width:100%;height:auto;color:var(--body-text-color,#222)">',
+        f"<title>Probability of {escape(class_name)} in each random batch</title>",
+    ]
+    for tick in (0, 25, 50, 75, 100):
+        y = TOP + plot_height * (1 - tick / 100)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="currentColor" '
+            f'stroke-opacity="{0.35 if tick == 0 else 0.12}"/>'
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="currentColor" '
+            f'fill-opacity="0.7">{tick}%</text>'
+        )
+    for index in range(count):
+        parts.append(
+            f'<text x="{LEFT + index * step:.1f}" y="{HEIGHT - BOTTOM + 17}" font-size="11" text-anchor="middle" '
+            f'fill="currentColor" fill-opacity="0.7">{index + 1}</text>'
+        )
+    parts.append(
+        f'<text x="{LEFT + plot_width / 2:.1f}" y="{HEIGHT - 6}" font-size="12" text-anchor="middle" '
+        'fill="currentColor">random batch</text>'
+    )
+    legend_x = LEFT
+    for label, (colour, dashed, values) in series.items():
+        points = " ".join(
+            f"{LEFT + i * step:.1f},{TOP + plot_height * (1 - float(v)):.1f}" for i, v in enumerate(values)
+        )
+        dash = ' stroke-dasharray="6 4"' if dashed else ""
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2.5"{dash}/>')
+        for i, v in enumerate(values):
+            parts.append(
+                f'<circle cx="{LEFT + i * step:.1f}" cy="{TOP + plot_height * (1 - float(v)):.1f}" r="3.5" '
+                f'fill="{colour}"><title>{escape(label)}, batch {i + 1}: {100 * float(v):.1f}%</title></circle>'
+            )
+        parts.append(
+            f'<line x1="{legend_x}" x2="{legend_x + 22}" y1="14" y2="14" stroke="{colour}" stroke-width="2.5"{dash}/>'
+            f'<text x="{legend_x + 27}" y="18" font-size="11" fill="currentColor">{escape(label)}</text>'
+        )
+        legend_x += 27 + 6.2 * len(label) + 14
+    parts.append(
+        f'<text x="{LEFT}" y="{TOP - 8}" font-size="11" fill="currentColor" '
+        f'fill-opacity="0.7">probability of “{escape(class_name)}”</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,12 +1,15 @@
-"""The page: three tabs (Classify, Mistakes, Training) built with gr.Blocks, and their wiring."""
+"""The page: four tabs (Classify, Mistakes, Training, Lab) built with gr.Blocks, and their wiring."""
 
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from model import NORM_COLOURS, NORM_TITLES, NORMS
 from webapp.callbacks import NO_CLASS, TOP_CLASS, Handlers
 from webapp.inference import ModelBank, load_bank
+from webapp.lab import EXPERIMENTS, UPLOADED, LabDemo, corruption_choices, read_lab, section_markdown
 from webapp.mistakes import ANY, MistakesError, MistakeSet, agreement_choices, load_mistakes
 from webapp.preprocess import FIT_MODES
 from webapp.training_report import (
@@ -49,7 +52,22 @@ CSS = """
 def served_files(checkpoint_dir: Path | str) -> list[str]:
     """What the page shows straight from the checkpoint folder (examples and figures), never the weights."""
     folder = Path(checkpoint_dir).resolve()
-    return [str(folder / "examples"), *(str(path) for path in sorted(folder.glob("*.png")))]
+    figures = [*sorted(folder.glob("*.png")), *sorted((folder / "lab").glob("*.png"))]
+    return [str(folder / "examples"), *(str(path) for path in figures)]
+
+
+def _example_pixels(paths: list[Path]) -> dict[str, np.ndarray]:
+    """The shipped 32 x 32 example images, by class name; unreadable ones are skipped."""
+    pixels = {}
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB"))
+        except OSError:
+            continue
+        if array.shape == (32, 32, 3):
+            pixels[path.stem] = array
+    return pixels
 
 
 def _banner(bank: ModelBank, mistakes_problem: str | None) -> str:
@@ -78,6 +96,8 @@ def build_demo(checkpoint_dir: Path | str | None = None) -> gr.Blocks:
     examples = sorted((bank.checkpoint_dir / "examples").glob("*.png"))
     figures = find_figures(bank.checkpoint_dir)
     classes = list(bank.classes)
+    lab_demo = LabDemo(bank, _example_pixels(examples), mistakes.images if mistakes is not None else None)
+    lab_results = read_lab(bank.checkpoint_dir / "lab")
 
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
@@ -220,4 +240,69 @@ def build_demo(checkpoint_dir: Path | str | None = None) -> gr.Blocks:
                         gr.Image(str(path), label=f"{NORM_TITLES[norm]}: confusion matrix", show_label=False,
                                  interactive=False, buttons=[])
             gr.Markdown(explanation(bank))
+
+        with gr.Tab("Lab"):
+            gr.Markdown(
+                "### Try it on one image\nThe models are the ones above; pick your image (from the Classify "
+                "tab) or an example."
+            )
+            lab_choices = lab_demo.source_choices()
+            lab_source = gr.Dropdown(lab_choices, value=lab_choices[1][1] if len(lab_choices) > 1 else UPLOADED,
+                                     label="Image")
+            with gr.Accordion("Corrupt it: does each model still see the same thing?", open=True):
+                with gr.Row():
+                    corruption = gr.Dropdown(corruption_choices(), value="scaling", label="Corruption")
+                    severity = gr.Slider(0, 5, value=3, step=1, label="Severity (0 = none)")
+                with gr.Row(equal_height=False):
+                    corrupted = gr.Image(label="What the models see", interactive=False, format="png",
+                                         buttons=[], height=200, width=200, elem_classes="pixelated", scale=0,
+                                         min_width=200)
+                    with gr.Column():
+                        corrupted_note = gr.Markdown()
+                        corrupted_chart = gr.HTML()
+            with gr.Accordion("Change its batch companions: who listens?", open=True):
+                gr.Markdown(
+                    "In training mode BatchNorm normalizes with the mean and variance of the *current batch*, so "
+                    "its answer for your image depends on the other images in the batch; GroupNorm and LayerNorm "
+                    "normalize each image on its own. Here your image is put in 12 batches of random test "
+                    "images and each model runs in training mode (no learning happens)."
+                )
+                with gr.Row():
+                    companion_size = gr.Slider(2, 64, value=4, step=1, label="Batch size")
+                    redraw = gr.Button("Draw new companions", variant="secondary")
+                companion_note = gr.Markdown()
+                companion_plot = gr.HTML()
+            draw_state = gr.State(0)
+
+            corrupt_inputs = [lab_source, pixels_state, corruption, severity]
+            corrupt_outputs = [corrupted, corrupted_chart, corrupted_note]
+            companion_inputs = [lab_source, pixels_state, companion_size, draw_state]
+            companion_outputs = [companion_plot, companion_note]
+            for control in (lab_source, corruption, severity):
+                control.change(lab_demo.corrupted, corrupt_inputs, corrupt_outputs, api_visibility="private",
+                               show_progress="hidden", trigger_mode="always_last")
+            for control in (lab_source, companion_size):
+                control.change(lab_demo.companions, companion_inputs, companion_outputs, api_visibility="private",
+                               show_progress="hidden", trigger_mode="always_last")
+            redraw.click(lambda draw: int(draw or 0) + 1, draw_state, draw_state, api_visibility="private",
+                         queue=False).then(lab_demo.companions, companion_inputs, companion_outputs,
+                                           api_visibility="private", show_progress="hidden")
+            # A new upload in the Classify tab becomes the Lab's image.
+            pixels_state.change(lambda pixels: UPLOADED if pixels is not None else gr.skip(), pixels_state,
+                                lab_source, api_visibility="private", queue=False).then(
+                lab_demo.corrupted, corrupt_inputs, corrupt_outputs, api_visibility="private",
+                show_progress="hidden").then(
+                lab_demo.companions, companion_inputs, companion_outputs, api_visibility="private",
+                show_progress="hidden")
+            demo.load(lab_demo.corrupted, corrupt_inputs, corrupt_outputs, api_visibility="private")
+            demo.load(lab_demo.companions, companion_inputs, companion_outputs, api_visibility="private")
+
+            gr.Markdown("### What we measured\nProduced by `python -m training.lab all`; the numbers are in "
+                        "`checkpoints/lab/*.json`.")
+            for name, title in EXPERIMENTS.items():
+                with gr.Accordion(title, open=name in ("batch_size", "coupling", "robustness")):
+                    gr.Markdown(section_markdown(name, lab_results.get(name)))
+                    figure_path = bank.checkpoint_dir / "lab" / f"{name}.png"
+                    if name in lab_results and figure_path.is_file():
+                        gr.Image(str(figure_path), show_label=False, interactive=False, buttons=["fullscreen"])
     return demo
