@@ -62,7 +62,7 @@ def _example_pixels(paths: list[Path]) -> dict[str, np.ndarray]:
     for path in paths:
         try:
             with Image.open(path) as image:
-                array = np.asarray(image.convert("RGB"))
+                array = np.array(image.convert("RGB"))
         except OSError:
             continue
         if array.shape == (32, 32, 3):

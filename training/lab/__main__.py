@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("experiment", choices=[*EXPERIMENTS, "all"], help="which experiment to run")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder holding cifar-10-batches-py/ (default: $CIFAR10_DATA_DIR, else ./data)")
+    parser.add_argument("--download", action="store_true",
+                        help="download CIFAR-10 into --data-dir if it is not there yet")
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"),
                         help="where the trained bn/gn/ln models are (default: checkpoints)")
     parser.add_argument("--output-dir", type=Path, default=Path("checkpoints/lab"),
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         data: dict[str, Split] = {}
         if any(name != "cost" for name in names):
             data_dir = args.data_dir or default_data_dir()
-            data["test"] = load_split(data_dir, train=False).subset(args.test_images)
+            data["test"] = load_split(data_dir, train=False, download=args.download).subset(args.test_images)
             if "batch_size" in names:
                 data["train"] = load_split(data_dir, train=True)
         for name in names:
