@@ -6,7 +6,7 @@ from pathlib import Path
 
 from model import ARCHS, DEFAULT_ARCH, NORMS, build_model
 from training.data import DataError, default_data_dir, load_split
-from training.loop import ResumeMismatch, TrainConfig, TrainingDiverged, pick_device, train
+from training.loop import DEFAULT_LR, ResumeMismatch, TrainConfig, TrainingDiverged, pick_device, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,8 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help=f"default {defaults.epochs} (at most 20)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default {defaults.batch_size}")
-    parser.add_argument("--lr", type=float, default=defaults.lr,
-                        help=f"peak one-cycle learning rate, default {defaults.lr}")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak one-cycle learning rate (default: "
+                        + ", ".join(f"{lr} for {norm}" for norm, lr in DEFAULT_LR.items()) + ")")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed, default {defaults.seed}")
     parser.add_argument("--train-subset", type=int, default=None,
                         help="train on the first N training images only (quick trials)")
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         for norm in norms:
             config = TrainConfig(
                 arch=args.arch, norm=norm, epochs=args.epochs, batch_size=args.batch_size,
-                lr=args.lr, seed=args.seed, train_subset=args.train_subset,
+                lr=args.lr if args.lr is not None else DEFAULT_LR[norm], seed=args.seed, train_subset=args.train_subset,
             )
             result = train(config, train_split, test_split, device, args.state_dir,
                            restart=args.restart, progress=not args.no_progress)
