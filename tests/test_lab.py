@@ -83,6 +83,7 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
                                **kwargs)
     assert set(first["runs"]) == {f"{norm}-{size}" for norm in NORMS for size in (2, 8)}
     assert first["runs"]["bn-8"]["lr"] == pytest.approx(0.2 * 8 / 256)
+    assert first["runs"]["ln-8"]["lr"] == pytest.approx(0.1 * 8 / 256)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")

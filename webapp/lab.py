@@ -56,6 +56,12 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _rates(base_lr: Any) -> str:
+    if isinstance(base_lr, dict):
+        return "(" + ", ".join(f"{lr} for {NORM_TITLES.get(n, n)}" for n, lr in base_lr.items()) + ")"
+    return str(base_lr)
+
+
 def batch_size_markdown(results: dict[str, Any]) -> str:
     setup, runs = results["setup"], results["runs"]
     sizes = setup["batch_sizes"]
@@ -66,7 +72,7 @@ def batch_size_markdown(results: dict[str, Any]) -> str:
     ]
     return (
         f"Each model trained from scratch on {setup['train_images']:,} training images for {setup['epochs']} "
-        f"epochs at each batch size, peak learning rate {setup['base_lr']} × batch size / 256; test accuracy "
+        f"epochs at each batch size, peak learning rate {_rates(setup['base_lr'])} × batch size / 256; test accuracy "
         f"on {setup['test_images']:,} test images.\n\n" + _table(["", *(f"batch {b}" for b in sizes)], rows)
     )
 

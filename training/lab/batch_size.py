@@ -2,8 +2,9 @@
 
 Each norm is trained from scratch at each batch size with the same images, epochs and
 one-cycle schedule; the peak learning rate scales linearly with the batch size
-(Goyal et al., 2017): ``lr = base_lr * batch_size / 256``. To fit a laptop CPU this
-trains on a subset of the training set for a few epochs, and says so in its results.
+(Goyal et al., 2017) from each norm's rate at batch 256:
+``lr = DEFAULT_LR[norm] * batch_size / 256``. To fit a laptop CPU this trains on a
+subset of the training set for a few epochs, and says so in its results.
 
 Finished runs are kept in the results file and skipped when the command is run
 again, and each run keeps per-epoch resume state, so an interrupted sweep continues.
@@ -18,7 +19,7 @@ import torch
 from model import NORM_COLOURS, NORM_TITLES, NORMS
 from training.data import Split
 from training.lab.common import pyplot, write_results
-from training.loop import TrainConfig, train
+from training.loop import DEFAULT_LR, TrainConfig, train
 
 BATCH_SIZES = (2, 8, 32, 128)
 NAME = "batch_size"
@@ -30,9 +31,9 @@ def run_key(norm: str, batch_size: int) -> str:
 
 def measure(train_split: Split, test_split: Split, device: torch.device, output_dir: Path, state_dir: Path,
             batch_sizes: tuple[int, ...] = BATCH_SIZES, train_images: int = 10_000, epochs: int = 5,
-            base_lr: float = 0.2, arch: str = "residual", seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    setup = {"arch": arch, "train_images": train_images, "epochs": epochs, "base_lr": base_lr,
-             "lr_rule": "base_lr * batch_size / 256", "batch_sizes": list(batch_sizes), "seed": seed,
+            arch: str = "residual", seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    setup = {"arch": arch, "train_images": train_images, "epochs": epochs, "base_lr": dict(DEFAULT_LR),
+             "lr_rule": "base_lr[norm] * batch_size / 256", "batch_sizes": list(batch_sizes), "seed": seed,
              "test_images": len(test_split)}
     runs = _finished_runs(output_dir / f"{NAME}.json", setup)
     for batch_size in batch_sizes:
@@ -42,7 +43,7 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
                 print(f"  {key}: already measured, {runs[key]['test_accuracy']:.2%}")
                 continue
             config = TrainConfig(arch=arch, norm=norm, epochs=epochs, batch_size=batch_size,
-                                 lr=base_lr * batch_size / 256, seed=seed, train_subset=train_images)
+                                 lr=DEFAULT_LR[norm] * batch_size / 256, seed=seed, train_subset=train_images)
             result = train(config, train_split, test_split, device, state_dir / key, progress=progress)
             last = result.history[-1]
             runs[key] = {
