@@ -15,6 +15,28 @@ WIDTH, HEIGHT = 760, 290
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 42, 44
 
 
+def _svg_open(title: str) -> str:
+    return (
+        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg" '
+        'font-family="system-ui, sans-serif" style="max-width:100%;height:auto;color:var(--body-text-color,#222)">'
+        f"<title>{escape(title)}</title>"
+    )
+
+
+def _percent_grid(plot_height: float) -> list[str]:
+    """Horizontal lines and labels at 0, 25, 50, 75 and 100%, in the page's text colour."""
+    lines = []
+    for tick in (0, 25, 50, 75, 100):
+        y = TOP + plot_height * (1 - tick / 100)
+        lines.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="currentColor" '
+            f'stroke-opacity="{0.35 if tick == 0 else 0.12}"/>'
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="currentColor" '
+            f'fill-opacity="0.7">{tick}%</text>'
+        )
+    return lines
+
+
 def probability_chart(
     probabilities: dict[str, np.ndarray], classes: tuple[str, ...] | list[str], true_class: int | None = None
 ) -> str:
@@ -23,19 +45,8 @@ def probability_chart(
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     group = plot_width / max(len(classes), 1)
     bar = group * 0.78 / max(len(norms), 1)
-    parts = [
-        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg" '
-        'font-family="system-ui, sans-serif" style="max-width:100%;height:auto;color:var(--body-text-color,#222)">',
-        "<title>Class probabilities of each model</title>",
-    ]
-    for tick in (0, 25, 50, 75, 100):
-        y = TOP + plot_height * (1 - tick / 100)
-        parts.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="currentColor" '
-            f'stroke-opacity="{0.35 if tick == 0 else 0.12}"/>'
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="currentColor" '
-            f'fill-opacity="0.7">{tick}%</text>'
-        )
+    parts = [_svg_open("Class probabilities of each model")]
+    parts.extend(_percent_grid(plot_height))
     for c, name in enumerate(classes):
         x0 = LEFT + c * group + group * 0.11
         for m, norm in enumerate(norms):
@@ -82,19 +93,8 @@ def companion_chart(series: dict[str, tuple[str, bool, list[float]]], class_name
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     count = max((len(values) for _, _, values in series.values()), default=1)
     step = plot_width / max(count - 1, 1)
-    parts = [
-        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg" '
-        'font-family="system-ui, sans-serif" style="max-width:100%;height:auto;color:var(--body-text-color,#222)">',
-        f"<title>Probability of {escape(class_name)} in each random batch</title>",
-    ]
-    for tick in (0, 25, 50, 75, 100):
-        y = TOP + plot_height * (1 - tick / 100)
-        parts.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="currentColor" '
-            f'stroke-opacity="{0.35 if tick == 0 else 0.12}"/>'
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="currentColor" '
-            f'fill-opacity="0.7">{tick}%</text>'
-        )
+    parts = [_svg_open(f"Probability of {class_name} in each random batch")]
+    parts.extend(_percent_grid(plot_height))
     for index in range(count):
         parts.append(
             f'<text x="{LEFT + index * step:.1f}" y="{HEIGHT - BOTTOM + 17}" font-size="11" text-anchor="middle" '
