@@ -3,7 +3,7 @@
 from torch import nn
 
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from model.network import CLASSES, NUM_CLASSES, ResidualNet, SeedNet
+from model.network import CLASSES, MEAN, NUM_CLASSES, STD, ResidualNet, SeedNet
 from model.norms import NORM_COLOURS, NORM_TITLES, NORMS, make_norm
 
 ARCHS: dict[str, type[nn.Module]] = {"residual": ResidualNet, "seed": SeedNet}
@@ -24,6 +24,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = [
-    "ARCHS", "CLASSES", "DEFAULT_ARCH", "NORMS", "NORM_COLOURS", "NORM_TITLES", "NUM_CLASSES", "CheckpointError",
-    "build_model", "count_parameters", "load_checkpoint", "make_norm", "save_checkpoint",
+    "ARCHS", "CLASSES", "DEFAULT_ARCH", "MEAN", "NORMS", "NORM_COLOURS", "NORM_TITLES", "NUM_CLASSES", "STD",
+    "CheckpointError", "build_model", "count_parameters", "load_checkpoint", "make_norm", "save_checkpoint",
 ]

@@ -19,7 +19,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2 import functional as tvf
 
-MEAN = (0.4914, 0.4822, 0.4465)  # the training-set mean; the same numbers as training.data.MEAN
+from model.network import MEAN
+
 SEVERITIES = (1, 2, 3, 4, 5)
 
 

@@ -9,6 +9,10 @@ CLASSES: tuple[str, ...] = (
     "dog", "frog", "horse", "ship", "truck",
 )
 NUM_CLASSES = len(CLASSES)
+# Per-channel statistics of the 50,000 training images, on the 0-1 scale: the networks'
+# inputs are standardized with them.
+MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
+STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 
 
 class SeedNet(nn.Module):

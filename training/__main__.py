@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from model import ARCHS, DEFAULT_ARCH, NORMS, build_model
-from training.data import DataError, default_data_dir, load_split
+from training.data import DataError, add_data_arguments, default_data_dir, load_split
 from training.loop import DEFAULT_LR, ResumeMismatch, TrainConfig, TrainingDiverged, pick_device, train
 
 
@@ -22,10 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--arch", default=DEFAULT_ARCH, choices=list(ARCHS),
                         help="network: 'residual' (the project's own) or 'seed' (the reference); "
                         f"default {DEFAULT_ARCH}")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder holding cifar-10-batches-py/ (default: $CIFAR10_DATA_DIR, else ./data)")
-    parser.add_argument("--download", action="store_true",
-                        help="download CIFAR-10 into --data-dir if it is not there yet")
+    add_data_arguments(parser)
     parser.add_argument("--output-dir", type=Path, default=Path("checkpoints"),
                         help="where checkpoints, history, plots and the mistake gallery go (default: checkpoints)")
     parser.add_argument("--state-dir", type=Path, default=Path("runs"),

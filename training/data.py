@@ -5,6 +5,7 @@ leave the device: a training batch is a gather of indices, a random crop and a f
 all tensor ops, so there is no per-image PIL work and no worker process.
 """
 
+import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +15,10 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
-from model import CLASSES  # noqa: F401  (re-exported: the dataset's class names)
+from model import CLASSES, MEAN, STD  # noqa: F401  (re-exported: the dataset's names and statistics)
 
 DATA_DIR_ENV = "CIFAR10_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
-# Per-channel statistics of the 50,000 training images, on the 0-1 scale.
-MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
-STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 DOWNLOAD_HINT = (
     "Download it with `python -m training --download` (about 170 MB), or fetch "
     "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extract it "
@@ -50,6 +48,15 @@ class Split:
 
 def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR))
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The --data-dir and --download options every command that reads CIFAR-10 shares."""
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding cifar-10-batches-py/ "
+                        f"(default: ${DATA_DIR_ENV}, else ./{DEFAULT_DATA_DIR})")
+    parser.add_argument("--download", action="store_true",
+                        help="download CIFAR-10 into --data-dir if it is not there yet")
 
 
 def dataset_problems(root: Path) -> list[str]:

@@ -47,9 +47,18 @@ def write_json(path: Path, value: Any) -> None:
     write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
-def save_figure(figure, path: Path) -> None:
+def pyplot():
+    """matplotlib.pyplot on the file-only backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(figure, path: Path) -> None:
+    plt = pyplot()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
@@ -83,11 +92,7 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path) -> dic
 
 
 def confusion_figure(labels: torch.Tensor, predicted: torch.Tensor, norm: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     matrix = torch.zeros(10, 10, dtype=torch.long)
     matrix.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
     figure, axes = plt.subplots(figsize=(6.4, 5.6))
@@ -107,11 +112,7 @@ def confusion_figure(labels: torch.Tensor, predicted: torch.Tensor, norm: str):
 
 
 def mistakes_grid(images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor, norm: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(2, 5, figsize=(9, 4.4))
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
@@ -123,11 +124,7 @@ def mistakes_grid(images: torch.Tensor, labels: torch.Tensor, predicted: torch.T
 
 
 def curves_figure(histories: dict[str, list[dict[str, float]]]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
     for norm, history in histories.items():
         epochs = [h["epoch"] for h in history]

@@ -21,6 +21,7 @@ from model.coupling import probabilities_with_companions, train_mode_copy
 from webapp.charts import companion_chart, probability_chart
 from webapp.inference import ModelBank, predict
 from webapp.preprocess import enlarge
+from webapp.training_report import markdown_table
 
 EXPERIMENTS: dict[str, str] = {
     "batch_size": "Batch size",
@@ -50,12 +51,6 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _rates(base_lr: Any) -> str:
     if isinstance(base_lr, dict):
         return "(" + ", ".join(f"{lr} for {NORM_TITLES.get(n, n)}" for n, lr in base_lr.items()) + ")"
@@ -73,7 +68,7 @@ def batch_size_markdown(results: dict[str, Any]) -> str:
     return (
         f"Each model trained from scratch on {setup['train_images']:,} training images for {setup['epochs']} "
         f"epochs at each batch size, peak learning rate {_rates(setup['base_lr'])} × batch size / 256; test accuracy "
-        f"on {setup['test_images']:,} test images.\n\n" + _table(["", *(f"batch {b}" for b in sizes)], rows)
+        f"on {setup['test_images']:,} test images.\n\n" + markdown_table(["", *(f"batch {b}" for b in sizes)], rows)
     )
 
 
@@ -88,7 +83,7 @@ def coupling_markdown(results: dict[str, Any]) -> str:
         f"{setup['probes']} test images, each put in {setup['trials']} batches of {setup['batch_size']} with "
         "random other test images. Change = the largest difference of any class probability from the image's "
         "prediction in its first batch.\n\n"
-        + _table(["Model", "Mean change", "Largest change", "Top class flips"], rows)
+        + markdown_table(["Model", "Mean change", "Largest change", "Top class flips"], rows)
     )
 
 
@@ -100,7 +95,7 @@ def robustness_markdown(results: dict[str, Any]) -> str:
              for name, per_norm in summary.items()]
     return (
         f"Test accuracy on {results['setup']['test_images']:,} test images, averaged over severities 1-5.\n\n"
-        + _table(["Corruption", *(NORM_TITLES[n] for n in norms)], rows)
+        + markdown_table(["Corruption", *(NORM_TITLES[n] for n in norms)], rows)
     )
 
 
@@ -112,7 +107,7 @@ def calibration_markdown(results: dict[str, Any]) -> str:
     return (
         f"On {results['setup']['test_images']:,} test images, {results['setup']['bins']} confidence bins. "
         "Confidence below accuracy means the model is under-confident.\n\n"
-        + _table(["Model", "ECE", "Accuracy", "Mean confidence", "NLL"], rows)
+        + markdown_table(["Model", "ECE", "Accuracy", "Mean confidence", "NLL"], rows)
     )
 
 
@@ -128,7 +123,7 @@ def cost_markdown(results: dict[str, Any]) -> str:
     setup = results["setup"]
     return (
         f"On {setup['device']}, median of {setup['rounds']} interleaved rounds; × is relative to BatchNorm.\n\n"
-        + _table(["Model", "Batch", "Forward (eval)", "Forward + backward", "Kept for backward"], rows)
+        + markdown_table(["Model", "Batch", "Forward (eval)", "Forward + backward", "Kept for backward"], rows)
     )
 
 

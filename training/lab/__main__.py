@@ -5,10 +5,8 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from model import CheckpointError
-from training.data import DataError, Split, default_data_dir, load_split
+from training.data import DataError, Split, add_data_arguments, default_data_dir, load_split
 from training.export import OutputError, check_writable
 from training.lab import batch_size, calibration, cost, coupling, robustness
 from training.lab.common import load_models, write_results
@@ -25,10 +23,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(batch_size). Each experiment writes <name>.json and <name>.png to --output-dir.",
     )
     parser.add_argument("experiment", choices=[*EXPERIMENTS, "all"], help="which experiment to run")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder holding cifar-10-batches-py/ (default: $CIFAR10_DATA_DIR, else ./data)")
-    parser.add_argument("--download", action="store_true",
-                        help="download CIFAR-10 into --data-dir if it is not there yet")
+    add_data_arguments(parser)
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"),
                         help="where the trained bn/gn/ln models are (default: checkpoints)")
     parser.add_argument("--output-dir", type=Path, default=Path("checkpoints/lab"),
@@ -111,5 +106,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(True)
     sys.exit(main())

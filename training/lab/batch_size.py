@@ -18,7 +18,8 @@ import torch
 
 from model import NORM_COLOURS, NORM_TITLES, NORMS
 from training.data import Split
-from training.lab.common import pyplot, write_results
+from training.export import pyplot
+from training.lab.common import write_results
 from training.loop import DEFAULT_LR, TrainConfig, train
 
 BATCH_SIZES = (2, 8, 32, 128)

@@ -12,7 +12,7 @@ from torch import nn
 from model import NORM_COLOURS, NORM_TITLES
 from training.data import Split
 from training.evaluate import predict
-from training.lab.common import pyplot
+from training.export import pyplot
 
 BINS = 15
 

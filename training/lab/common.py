@@ -26,15 +26,6 @@ def write_results(output_dir: Path, name: str, results: dict[str, Any], figure=N
     return output_dir / f"{name}.json"
 
 
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 @torch.no_grad()
 def probabilities(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     return model(inputs.contiguous(memory_format=torch.channels_last)).float().softmax(1)

@@ -7,13 +7,14 @@ training memory that depends on the norm), and on CUDA also the peak allocated.
 """
 
 import time
+from statistics import median
 from typing import Any
 
 import torch
 from torch import nn
 
 from model import NORM_COLOURS, NORM_TITLES, NORMS, build_model, count_parameters
-from training.lab.common import pyplot
+from training.export import pyplot
 
 
 def saved_for_backward_bytes(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> int:
@@ -58,8 +59,8 @@ def measure(device: torch.device, arch: str = "residual", batch_sizes: tuple[int
         for norm, model in models.items():
             entry = {
                 "parameters": count_parameters(model),
-                "forward_ms": 1000 * _median(times[norm]["forward"]),
-                "train_step_ms": 1000 * _median(times[norm]["train_step"]),
+                "forward_ms": 1000 * median(times[norm]["forward"]),
+                "train_step_ms": 1000 * median(times[norm]["train_step"]),
                 "saved_for_backward_mb": saved_for_backward_bytes(model.train(), inputs, labels) / 2**20,
             }
             if device.type == "cuda":
@@ -92,10 +93,6 @@ def _seconds_per_call(run, model: nn.Module, inputs: torch.Tensor, labels: torch
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 def _describe(device: torch.device) -> str:

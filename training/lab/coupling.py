@@ -14,7 +14,7 @@ from torch import nn
 from model import NORM_COLOURS, NORM_TITLES
 from model.coupling import companion_sweep, train_mode_copy
 from training.data import Split, normalize
-from training.lab.common import pyplot
+from training.export import pyplot
 
 MODES = ("train", "eval")
 

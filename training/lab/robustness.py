@@ -9,7 +9,7 @@ from model import NORM_COLOURS, NORM_TITLES
 from model.corruptions import CORRUPTION_TITLES, CORRUPTIONS, SEVERITIES, corrupt
 from training.data import Split
 from training.evaluate import predict
-from training.lab.common import pyplot
+from training.export import pyplot
 
 
 def measure(models: dict[str, nn.Module], test: Split, seed: int = 0) -> dict[str, Any]:
