@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from model import load_checkpoint
 from training.__main__ import main
@@ -11,6 +12,7 @@ from training.data import Split
 from training.evaluate import evaluate
 from training.export import export_comparison, export_norm
 from training.loop import ResumeMismatch, TrainConfig, TrainingDiverged, state_path, train
+from training.parallel import plan_jobs
 
 CPU = torch.device("cpu")
 TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3)
@@ -133,3 +135,39 @@ def test_summary_prints_the_layer_table(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["--summary", "--arch", "seed", "--norm", "bn"]) == 0
     table = capsys.readouterr().out
     assert "Output Shape" in table and "39,490" in table
+
+
+@pytest.mark.parametrize(("runs", "device", "jobs", "cores", "planned"), [
+    (3, "cpu", None, 2, (3, 1)),  # all three at once, sharing two cores
+    (3, "cpu", None, 8, (3, 3)),
+    (3, "cpu", 2, 8, (2, 4)),
+    (3, "cpu", 9, 4, (3, 1)),  # never more jobs than runs
+    (1, "cpu", None, 2, (1, 2)),
+    (3, "cuda", None, 16, (1, 16)),  # a GPU trains one norm at a time
+])
+def test_job_plan_shares_the_cpu_threads(runs: int, device: str, jobs: int | None, cores: int,
+                                         planned: tuple[int, int]) -> None:
+    assert plan_jobs(runs, torch.device(device), jobs, cores) == planned
+
+
+def test_norms_trained_side_by_side_match_one_after_another(cifar_dir: Path, tmp_path: Path) -> None:
+    common = ["--norm", "all", "--epochs", "1", "--batch-size", "100", "--train-subset", "300",
+              "--data-dir", str(cifar_dir), "--no-progress"]
+    assert main([*common, "--jobs", "3", "--output-dir", str(tmp_path / "side"),
+                 "--state-dir", str(tmp_path / "side-state")]) == 0
+    # Float sums depend on the thread count, so one after another uses the workers' count.
+    _, threads = plan_jobs(3, CPU, 3)
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert main([*common, "--jobs", "1", "--output-dir", str(tmp_path / "serial"),
+                     "--state-dir", str(tmp_path / "serial-state")]) == 0
+    finally:
+        torch.set_num_threads(default_threads)
+    for norm in ["bn", "gn", "ln"]:
+        side = load_file(tmp_path / "side" / f"{norm}.safetensors")
+        serial = load_file(tmp_path / "serial" / f"{norm}.safetensors")
+        assert side.keys() == serial.keys()
+        for name, tensor in side.items():
+            assert torch.equal(tensor, serial[name]), f"{norm}: {name}"
+    assert (tmp_path / "side" / "results.json").exists()

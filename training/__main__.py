@@ -6,7 +6,8 @@ from pathlib import Path
 
 from model import ARCHS, DEFAULT_ARCH, NORMS, build_model
 from training.data import DataError, add_data_arguments, default_data_dir, load_split
-from training.loop import DEFAULT_LR, ResumeMismatch, TrainConfig, TrainingDiverged, pick_device, train
+from training.loop import DEFAULT_LR, ResumeMismatch, TrainConfig, TrainingDiverged, pick_device
+from training.parallel import Task, WorkerDied, plan_jobs, train_and_export, train_in_parallel
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -18,7 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "an interrupted command continues from its last finished epoch.",
     )
     parser.add_argument("--norm", default="all", choices=[*NORMS, "all"],
-                        help="which normalization to train (default: all three, one after another)")
+                        help="which normalization to train (default: all three)")
     parser.add_argument("--arch", default=DEFAULT_ARCH, choices=list(ARCHS),
                         help="network: 'residual' (the project's own) or 'seed' (the reference); "
                         f"default {DEFAULT_ARCH}")
@@ -29,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where the per-epoch resume state is kept (default: runs)")
     parser.add_argument("--device", default="auto",
                         help="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="how many norms to train at once, each in its own process with an equal "
+                        "share of the CPU threads (default: all of them on a CPU, one at a time on a GPU)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help=f"default {defaults.epochs} (at most 20)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default {defaults.batch_size}")
@@ -46,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--epochs must be between 1 and 20 (got {args.epochs})")
     if args.batch_size < 2:
         parser.error("--batch-size must be at least 2 (BatchNorm needs two samples)")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if args.train_subset is not None and args.train_subset < args.batch_size:
         parser.error("--train-subset must be at least --batch-size")
     return args
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary:
         print_summaries(args.arch, norms)
         return 0
-    from training.export import OutputError, check_writable, export_comparison, export_norm
+    from training.export import OutputError, check_writable, export_comparison
 
     try:
         device = pick_device(args.device)
@@ -74,17 +80,24 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = args.data_dir or default_data_dir()
         train_split = load_split(data_dir, train=True, download=args.download)
         test_split = load_split(data_dir, train=False)
-        print(f"CIFAR-10 from {data_dir}: {len(train_split):,} train, {len(test_split):,} test images; device {device}")
-        for norm in norms:
-            config = TrainConfig(
-                arch=args.arch, norm=norm, epochs=args.epochs, batch_size=args.batch_size,
-                lr=args.lr if args.lr is not None else DEFAULT_LR[norm], seed=args.seed, train_subset=args.train_subset,
-            )
-            result = train(config, train_split, test_split, device, args.state_dir,
-                           restart=args.restart, progress=not args.no_progress)
-            export_norm(result, test_split, args.output_dir)
+        configs = [
+            TrainConfig(arch=args.arch, norm=norm, epochs=args.epochs, batch_size=args.batch_size,
+                        lr=args.lr if args.lr is not None else DEFAULT_LR[norm], seed=args.seed,
+                        train_subset=args.train_subset)
+            for norm in norms
+        ]
+        jobs, threads = plan_jobs(len(configs), device, args.jobs)
+        print(f"CIFAR-10 from {data_dir}: {len(train_split):,} train, {len(test_split):,} test images; "
+              f"device {device}" + (f"; {jobs} norms at once, {threads} thread(s) each" if jobs > 1 else ""),
+              flush=True)
+        task = Task(data_dir, device, args.output_dir, args.state_dir, args.restart, not args.no_progress)
+        if jobs > 1:
+            train_in_parallel(configs, task, jobs, threads)
+        else:
+            for config in configs:
+                train_and_export(config, task, train_split, test_split)
         export_comparison(args.output_dir, test_split)
-    except (DataError, ResumeMismatch, TrainingDiverged, OutputError, ValueError) as error:
+    except (DataError, ResumeMismatch, TrainingDiverged, OutputError, WorkerDied, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

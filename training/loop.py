@@ -1,6 +1,8 @@
 """The training loop: one-cycle SGD on device-resident CIFAR-10, resumable per epoch."""
 
+import ctypes
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -52,6 +54,27 @@ def pick_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
     return torch.device(name)
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed memory for reuse instead of handing it back to the kernel.
+
+    Every training step allocates and frees the same large activation buffers. By
+    default glibc returns such blocks to the kernel at once, and the next step pays a
+    page fault for every 4 KiB it touches again; on a 2-core CPU that costs about 10%
+    of a training step and half of a test-set evaluation. Linux with glibc only; a
+    no-op elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl)
+        return
+    trim_threshold, top_pad, mmap_threshold = -1, -2, -3  # mallopt parameter numbers, malloc.h
+    libc.mallopt(mmap_threshold, 1 << 30)
+    libc.mallopt(trim_threshold, 1 << 30)
+    libc.mallopt(top_pad, 256 << 20)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, steps: int):
@@ -173,7 +196,7 @@ def move_to(run: Run, device: torch.device) -> None:
 
 
 def train_epoch(run: Run, config: TrainConfig, padded: Tensor, labels: Tensor, path: Path,
-                progress: bool) -> dict[str, float]:
+                progress: bool, position: int = 0) -> dict[str, float]:
     """One pass over the training set; returns its loss, accuracy and speed."""
     device = labels.device
     run.model.train()
@@ -186,7 +209,7 @@ def train_epoch(run: Run, config: TrainConfig, padded: Tensor, labels: Tensor, p
     seen = 0
     epoch = run.epoch + 1
     bar = tqdm(total=len(labels), desc=f"{config.norm} epoch {epoch}/{config.epochs}", unit="img",
-               leave=False, disable=not progress, dynamic_ncols=True)
+               leave=False, disable=not progress, dynamic_ncols=True, position=position)
     for step, (inputs, batch_labels) in enumerate(
         augmented_batches(padded, labels, config.batch_size, run.data_rng)
     ):
@@ -230,8 +253,14 @@ def train(
     restart: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
     progress: bool = True,
+    position: int = 0,
 ) -> TrainResult:
-    """Train one network; continue from ``state_dir`` if a finished epoch was saved there."""
+    """Train one network; continue from ``state_dir`` if a finished epoch was saved there.
+
+    ``position`` is the line of this run's progress bar when several runs share a terminal.
+    """
+    if device.type == "cpu":
+        keep_freed_memory()
     if config.train_subset:
         train_split = train_split.subset(config.train_subset)
     run = start_run(config, math.ceil(len(train_split) / config.batch_size))
@@ -240,7 +269,7 @@ def train(
     if state is not None:
         run.restore(state, path, device)
         if run.epoch < config.epochs:
-            print(f"Resuming {config.arch}/{config.norm} from {path} after epoch {run.epoch}")
+            tqdm.write(f"Resuming {config.arch}/{config.norm} from {path} after epoch {run.epoch}")
     move_to(run, device)
     train_split, test_split = train_split.to(device), test_split.to(device)
     padded = reflect_pad(train_split.images, config.crop_padding)
@@ -248,7 +277,7 @@ def train(
 
     while run.epoch < config.epochs:
         epoch_start = time.perf_counter()
-        trained = train_epoch(run, config, padded, train_split.labels, path, progress)
+        trained = train_epoch(run, config, padded, train_split.labels, path, progress, position)
         test_loss, test_accuracy = evaluate(run.model, test_split)
         record = {
             "epoch": run.epoch + 1, "train_loss": trained["train_loss"],
@@ -258,13 +287,14 @@ def train(
             "seconds": time.perf_counter() - epoch_start,
         }
         run.history.append(record)
-        print(
+        tqdm.write(
             f"{config.arch}/{config.norm} epoch {run.epoch:2d}/{config.epochs}  "
             f"train loss {record['train_loss']:.3f} acc {record['train_accuracy']:.2%}  "
             f"test loss {record['test_loss']:.3f} acc {record['test_accuracy']:.2%}  "
             f"{record['images_per_second']:,.0f} img/s  elapsed {time.perf_counter() - started:,.0f}s",
-            flush=True,
+            file=sys.stdout,
         )
+        sys.stdout.flush()  # keep a redirected log current
         save_state(path, run.state(config, device))
         if on_epoch_end is not None:
             on_epoch_end(run.epoch)
