@@ -10,7 +10,7 @@ from training.data import DataError, Split, add_data_arguments, default_data_dir
 from training.export import OutputError, check_writable
 from training.lab import batch_size, calibration, cost, coupling, robustness
 from training.lab.common import load_models, write_results
-from training.loop import ResumeMismatch, TrainingDiverged, pick_device
+from training.loop import ResumeMismatch, TrainingDiverged, keep_freed_memory, pick_device
 
 EXPERIMENTS = ("batch_size", "coupling", "robustness", "calibration", "cost")
 
@@ -85,6 +85,7 @@ def run_experiment(name: str, args: argparse.Namespace, data: dict[str, Split]) 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
+    keep_freed_memory()
     try:
         check_writable(args.output_dir)
         data: dict[str, Split] = {}

@@ -1,0 +1,88 @@
+"""Training the three norms side by side (one process each) against one after another.
+
+What `python -m training --norm all` does on a CPU (see training/parallel.py), measured
+against training the three in turn with all threads, in one run: the same network,
+batch size, optimizer, augmentation and number of steps per norm. The batches come
+from random uint8 images, so no dataset is needed (cropping and flipping cost the same).
+
+    python benchmarks/side_by_side.py --steps 30
+"""
+
+import argparse
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model import NORMS  # noqa: E402
+from training.data import augmented_batches, reflect_pad  # noqa: E402
+from training.loop import DEFAULT_LR, TrainConfig, keep_freed_memory, start_run  # noqa: E402
+from training.parallel import plan_jobs  # noqa: E402
+
+
+def timed_steps(norm: str, steps: int, batch_size: int, barrier=None) -> tuple[float, float]:
+    """Wall-clock start and end of ``steps`` training steps (after two warm-up steps)."""
+    config = TrainConfig(norm=norm, batch_size=batch_size, lr=DEFAULT_LR[norm])
+    run = start_run(config, steps + 2)
+    run.model.to(memory_format=torch.channels_last).train()
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch_size * (steps + 2), 3, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (len(images),), generator=generator)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    batches = augmented_batches(reflect_pad(images, 4), labels, batch_size, generator)
+    started = None
+    for step, (inputs, batch_labels) in enumerate(batches):
+        if step == 2:
+            if barrier is not None:
+                barrier.wait()  # the side-by-side runs start their clocks together
+            started = time.time()
+        loss = loss_fn(run.model(inputs), batch_labels)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+    return started, time.time()
+
+
+def _worker_start(threads: int, barrier) -> None:
+    global _barrier
+    torch.set_num_threads(threads)
+    keep_freed_memory()
+    _barrier = barrier
+
+
+def _timed_in_worker(norm: str, steps: int, batch_size: int) -> tuple[float, float]:
+    return timed_steps(norm, steps, batch_size, _barrier)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per norm")
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args()
+    keep_freed_memory()
+    jobs, threads = plan_jobs(len(NORMS), torch.device("cpu"))
+    images = len(NORMS) * args.steps * args.batch_size
+
+    in_turn = sum(end - start for start, end in (timed_steps(n, args.steps, args.batch_size) for n in NORMS))
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(NORMS))
+    with ProcessPoolExecutor(len(NORMS), mp_context=context, initializer=_worker_start,
+                             initargs=(threads, barrier)) as pool:
+        spans = list(pool.map(_timed_in_worker, NORMS, [args.steps] * 3, [args.batch_size] * 3))
+    side_by_side = max(end for _, end in spans) - min(start for start, _ in spans)
+
+    print(f"BN, GN and LN, {args.steps} steps of batch {args.batch_size} each, CPU with "
+          f"{torch.get_num_threads()} threads")
+    print(f"  one after another, {torch.get_num_threads()} threads: {images / in_turn:8,.0f} img/s ({in_turn:.1f} s)")
+    print(f"  side by side, {jobs} processes x {threads} thread(s): {images / side_by_side:8,.0f} img/s "
+          f"({side_by_side:.1f} s)")
+    print(f"  ratio: {in_turn / side_by_side:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
