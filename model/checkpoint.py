@@ -56,7 +56,9 @@ def read_metadata(path: Path) -> dict[str, Any]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw = handle.metadata() or {}
-        return {key: json.loads(value) for key, value in raw.items()}
+        # Sorted: safetensors hands the metadata back in no fixed order, and reports written
+        # from it should not change from one export to the next.
+        return {key: json.loads(raw[key]) for key in sorted(raw)}
     except FileNotFoundError as error:
         raise CheckpointError(f"{path} does not exist") from error
     except (SafetensorError, OSError, ValueError) as error:

@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 import torch
 
 from model import ARCHS, NORMS, build_model, count_parameters, make_norm
+from model.image_sheet import decode_sheet, encode_sheet
 from model.network import ResidualNet
 
 
@@ -73,3 +75,22 @@ def test_unknown_names_are_refused_with_the_choices() -> None:
         make_norm("gn", 10, 4)
     with pytest.raises(ValueError, match="unknown layer"):
         ResidualNet("bn", plan=("x16",))
+
+
+@pytest.mark.parametrize("count", [1, 64, 65, 300])
+def test_image_sheet_keeps_every_pixel(count: int) -> None:
+    images = np.random.default_rng(count).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+    encoded = encode_sheet(images)
+    assert encoded.dtype == np.uint8 and encoded.ndim == 1
+    assert np.array_equal(decode_sheet(encoded, count), images)
+
+
+def test_image_sheet_refuses_what_it_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        encode_sheet(np.zeros((3, 32, 32, 3), dtype=np.float32))
+    encoded = encode_sheet(np.zeros((3, 32, 32, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="cannot hold 65 images"):
+        decode_sheet(encoded, 65)
+    noisy = encode_sheet(np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8))
+    with pytest.raises(OSError):
+        decode_sheet(noisy[: len(noisy) // 2], 3)

@@ -13,6 +13,7 @@ from training.evaluate import evaluate
 from training.export import export_comparison, export_norm
 from training.loop import ResumeMismatch, TrainConfig, TrainingDiverged, state_path, train
 from training.parallel import plan_jobs
+from webapp.mistakes import load_mistakes
 
 CPU = torch.device("cpu")
 TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3)
@@ -96,11 +97,12 @@ def test_export_writes_checkpoints_whose_accuracy_is_what_they_score(synthetic_s
             assert (out / f"{norm}{suffix}").stat().st_size > 0
     assert (out / "curves.png").exists() and (out / "results.json").exists()
     assert len(list((out / "examples").glob("*.png"))) == 10
-    mistakes = np.load(out / "mistakes.npz")
-    count = len(mistakes["labels"])
-    assert mistakes["images"].shape == (count, 32, 32, 3) and mistakes["probabilities"].shape == (count, 3, 10)
-    wrong_somewhere = (mistakes["probabilities"].argmax(2) != mistakes["labels"][:, None]).any(1)
-    assert count > 0 and wrong_somewhere.all()
+    mistakes = load_mistakes(out / "mistakes.npz")
+    count = len(mistakes)
+    assert mistakes.images.shape == (count, 32, 32, 3) and mistakes.probabilities.shape == (count, 3, 10)
+    assert count > 0 and (~mistakes.correct).any(1).all()
+    images = test_split.images.permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(mistakes.images, images[mistakes.test_index])  # stored pixel for pixel
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 
 

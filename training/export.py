@@ -17,6 +17,7 @@ import torch
 
 from model import NORM_TITLES, NORMS, count_parameters, load_checkpoint, save_checkpoint
 from model.checkpoint import CheckpointError, atomic_write
+from model.image_sheet import encode_sheet
 from training.data import CLASSES, MEAN, STD, Split
 from training.evaluate import predict
 from training.loop import TrainResult
@@ -171,7 +172,7 @@ def export_comparison(output_dir: Path, test_split: Split) -> dict[str, Any]:
         with open(tmp, "wb") as handle:
             np.savez_compressed(
                 handle,
-                images=images[wrong_somewhere].permute(0, 2, 3, 1).numpy(),  # (M, 32, 32, 3) uint8
+                image_sheet=encode_sheet(images[wrong_somewhere].permute(0, 2, 3, 1).numpy()),
                 labels=labels[wrong_somewhere].numpy().astype(np.uint8),
                 probabilities=probabilities[wrong_somewhere].numpy().astype(np.float16),
                 test_index=wrong_somewhere.numpy().astype(np.int16),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from model import NORM_TITLES
+from model.image_sheet import decode_sheet
 
 ANY = "any"
 ONLY_THIS = "only"  # the chosen model wrong, every other model right
@@ -51,7 +52,7 @@ def load_mistakes(path: Path | str) -> MistakeSet:
     try:
         with np.load(path, allow_pickle=False) as data:
             mistakes = MistakeSet(
-                images=np.asarray(data["images"], dtype=np.uint8),
+                images=decode_sheet(data["image_sheet"], len(data["labels"])),
                 labels=np.asarray(data["labels"], dtype=np.int64),
                 probabilities=np.asarray(data["probabilities"], dtype=np.float32),
                 test_index=np.asarray(data["test_index"], dtype=np.int64),
