@@ -173,3 +173,13 @@ def test_norms_trained_side_by_side_match_one_after_another(cifar_dir: Path, tmp
         for name, tensor in side.items():
             assert torch.equal(tensor, serial[name]), f"{norm}: {name}"
     assert (tmp_path / "side" / "results.json").exists()
+
+
+def test_an_error_in_a_worker_is_one_clear_line(cifar_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--norm", "all", "--jobs", "3", "--epochs", "1", "--batch-size", "100", "--train-subset", "200",
+                 "--lr", "1e30", "--data-dir", str(cifar_dir), "--output-dir", str(tmp_path / "out"),
+                 "--state-dir", str(tmp_path / "state"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the loss became") and "Try a lower --lr" in err and "Traceback" not in err
