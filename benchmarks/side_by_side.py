@@ -14,6 +14,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,8 +25,10 @@ from training.data import augmented_batches, reflect_pad  # noqa: E402
 from training.loop import DEFAULT_LR, TrainConfig, keep_freed_memory, start_run  # noqa: E402
 from training.parallel import plan_jobs  # noqa: E402
 
+_barrier: Any = None  # set in each worker process by _worker_start
 
-def timed_steps(norm: str, steps: int, batch_size: int, barrier=None) -> tuple[float, float]:
+
+def timed_steps(norm: str, steps: int, batch_size: int, barrier: Any = None) -> tuple[float, float]:
     """Wall-clock start and end of ``steps`` training steps (after two warm-up steps)."""
     config = TrainConfig(norm=norm, batch_size=batch_size, lr=DEFAULT_LR[norm])
     run = start_run(config, steps + 2)
@@ -48,7 +51,7 @@ def timed_steps(norm: str, steps: int, batch_size: int, barrier=None) -> tuple[f
     return started, time.time()
 
 
-def _worker_start(threads: int, barrier) -> None:
+def _worker_start(threads: int, barrier: Any) -> None:
     global _barrier
     torch.set_num_threads(threads)
     keep_freed_memory()
@@ -73,7 +76,7 @@ def main() -> None:
     barrier = context.Barrier(len(NORMS))
     with ProcessPoolExecutor(len(NORMS), mp_context=context, initializer=_worker_start,
                              initargs=(threads, barrier)) as pool:
-        spans = list(pool.map(_timed_in_worker, NORMS, [args.steps] * 3, [args.batch_size] * 3))
+        spans = list(pool.map(_timed_in_worker, NORMS, [args.steps] * len(NORMS), [args.batch_size] * len(NORMS)))
     side_by_side = max(end for _, end in spans) - min(start for start, _ in spans)
 
     print(f"BN, GN and LN, {args.steps} steps of batch {args.batch_size} each, CPU with "

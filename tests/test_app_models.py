@@ -179,6 +179,15 @@ def test_missing_mistakes_file_says_how_to_make_it(tmp_path: Path) -> None:
         load_mistakes(tmp_path / "mistakes.npz")
 
 
+def test_mistakes_file_from_before_the_image_sheet_still_loads(checkpoint_dir: Path, tmp_path: Path) -> None:
+    current = load_mistakes(checkpoint_dir / "mistakes.npz")
+    np.savez_compressed(tmp_path / "mistakes.npz", images=current.images, labels=current.labels.astype(np.uint8),
+                        probabilities=current.probabilities.astype(np.float16), test_index=current.test_index,
+                        norms=np.array(current.norms), classes=np.array(current.classes))
+    legacy = load_mistakes(tmp_path / "mistakes.npz")
+    assert np.array_equal(legacy.images, current.images) and np.array_equal(legacy.labels, current.labels)
+
+
 def test_handlers_classify_explain_and_relabel(bank: ModelBank, examples: dict[str, Path]) -> None:
     handlers = Handlers(bank, None)
     preview, *labels, chart, verdict, note, timing, pixels, state = handlers.classify(

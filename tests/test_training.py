@@ -1,3 +1,4 @@
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from training.__main__ import main
 from training.data import Split
 from training.evaluate import evaluate
 from training.export import export_comparison, export_norm
-from training.loop import ResumeMismatch, TrainConfig, TrainingDiverged, state_path, train
+from training.loop import ResumeMismatch, TrainConfig, TrainingDiverged, keep_freed_memory, state_path, train
 from training.parallel import plan_jobs
 from webapp.mistakes import load_mistakes
 
@@ -139,17 +140,17 @@ def test_summary_prints_the_layer_table(capsys: pytest.CaptureFixture[str]) -> N
     assert "Output Shape" in table and "39,490" in table
 
 
-@pytest.mark.parametrize(("runs", "device", "jobs", "cores", "planned"), [
+@pytest.mark.parametrize(("runs", "device", "jobs", "threads", "planned"), [
     (3, "cpu", None, 2, (3, 1)),  # all three at once, sharing two cores
-    (3, "cpu", None, 8, (3, 3)),
+    (3, "cpu", None, 8, (3, 2)),  # never more threads than the CPU has
     (3, "cpu", 2, 8, (2, 4)),
     (3, "cpu", 9, 4, (3, 1)),  # never more jobs than runs
     (1, "cpu", None, 2, (1, 2)),
     (3, "cuda", None, 16, (1, 16)),  # a GPU trains one norm at a time
 ])
-def test_job_plan_shares_the_cpu_threads(runs: int, device: str, jobs: int | None, cores: int,
+def test_job_plan_shares_the_cpu_threads(runs: int, device: str, jobs: int | None, threads: int,
                                          planned: tuple[int, int]) -> None:
-    assert plan_jobs(runs, torch.device(device), jobs, cores) == planned
+    assert plan_jobs(runs, torch.device(device), jobs, threads) == planned
 
 
 def test_norms_trained_side_by_side_match_one_after_another(cifar_dir: Path, tmp_path: Path) -> None:
@@ -183,3 +184,8 @@ def test_an_error_in_a_worker_is_one_clear_line(cifar_dir: Path, tmp_path: Path,
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the loss became") and "Try a lower --lr" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator setting is Linux only")
+def test_freed_memory_setting_takes_effect_on_linux() -> None:
+    assert keep_freed_memory() is True

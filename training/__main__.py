@@ -6,7 +6,7 @@ from pathlib import Path
 
 from model import ARCHS, DEFAULT_ARCH, NORMS, build_model
 from training.data import DataError, add_data_arguments, default_data_dir, load_split
-from training.loop import DEFAULT_LR, ResumeMismatch, TrainConfig, TrainingDiverged, pick_device
+from training.loop import DEFAULT_LR, ResumeMismatch, TrainConfig, TrainingDiverged, keep_freed_memory, pick_device
 from training.parallel import Task, WorkerDied, plan_jobs, train_and_export, train_in_parallel
 
 
@@ -75,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         device = pick_device(args.device)
+        if device.type == "cpu":
+            keep_freed_memory()
         check_writable(args.output_dir)
         check_writable(args.state_dir)
         data_dir = args.data_dir or default_data_dir()
-        train_split = load_split(data_dir, train=True, download=args.download)
-        test_split = load_split(data_dir, train=False)
+        # Checks every file of the dataset (and downloads it if asked), so workers find it whole.
+        test_split = load_split(data_dir, train=False, download=args.download)
         configs = [
             TrainConfig(arch=args.arch, norm=norm, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr if args.lr is not None else DEFAULT_LR[norm], seed=args.seed,
@@ -87,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
             for norm in norms
         ]
         jobs, threads = plan_jobs(len(configs), device, args.jobs)
-        print(f"CIFAR-10 from {data_dir}: {len(train_split):,} train, {len(test_split):,} test images; "
-              f"device {device}" + (f"; {jobs} norms at once, {threads} thread(s) each" if jobs > 1 else ""),
-              flush=True)
+        print(f"CIFAR-10 from {data_dir}; device {device}"
+              + (f"; {jobs} norms at once, {threads} thread(s) each" if jobs > 1 else ""), flush=True)
         task = Task(data_dir, device, args.output_dir, args.state_dir, args.restart, not args.no_progress)
         if jobs > 1:
             train_in_parallel(configs, task, jobs, threads)
         else:
+            train_split = load_split(data_dir, train=True)
             for config in configs:
                 train_and_export(config, task, train_split, test_split)
         export_comparison(args.output_dir, test_split)

@@ -56,25 +56,28 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def keep_freed_memory() -> None:
+def keep_freed_memory() -> bool:
     """Let glibc keep freed memory for reuse instead of handing it back to the kernel.
 
     Every training step allocates and frees the same large activation buffers. By
     default glibc returns such blocks to the kernel at once, and the next step pays a
     page fault for every 4 KiB it touches again; on a 2-core CPU that costs about 10%
     of a training step and half of a test-set evaluation. Linux with glibc only; a
-    no-op elsewhere.
+    no-op elsewhere. Returns whether the setting took effect.
     """
     if not sys.platform.startswith("linux"):
-        return
+        return False
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (e.g. musl)
-        return
+        return False
     trim_threshold, top_pad, mmap_threshold = -1, -2, -3  # mallopt parameter numbers, malloc.h
-    libc.mallopt(mmap_threshold, 1 << 30)
-    libc.mallopt(trim_threshold, 1 << 30)
-    libc.mallopt(top_pad, 256 << 20)
+    # Some glibc versions cap the mmap threshold at 32 MiB. Setting the other two alone
+    # would freeze the threshold at its 128 KiB start, worse than the default, so they
+    # are only set once the threshold is.
+    if not (libc.mallopt(mmap_threshold, 1 << 30) or libc.mallopt(mmap_threshold, 32 << 20)):
+        return False
+    return bool(libc.mallopt(trim_threshold, 1 << 30) and libc.mallopt(top_pad, 256 << 20))
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, steps: int):
@@ -259,8 +262,6 @@ def train(
 
     ``position`` is the line of this run's progress bar when several runs share a terminal.
     """
-    if device.type == "cpu":
-        keep_freed_memory()
     if config.train_subset:
         train_split = train_split.subset(config.train_subset)
     run = start_run(config, math.ceil(len(train_split) / config.batch_size))
@@ -270,6 +271,7 @@ def train(
         run.restore(state, path, device)
         if run.epoch < config.epochs:
             tqdm.write(f"Resuming {config.arch}/{config.norm} from {path} after epoch {run.epoch}")
+            sys.stdout.flush()
     move_to(run, device)
     train_split, test_split = train_split.to(device), test_split.to(device)
     padded = reflect_pad(train_split.images, config.crop_padding)
@@ -292,7 +294,6 @@ def train(
             f"train loss {record['train_loss']:.3f} acc {record['train_accuracy']:.2%}  "
             f"test loss {record['test_loss']:.3f} acc {record['test_accuracy']:.2%}  "
             f"{record['images_per_second']:,.0f} img/s  elapsed {time.perf_counter() - started:,.0f}s",
-            file=sys.stdout,
         )
         sys.stdout.flush()  # keep a redirected log current
         save_state(path, run.state(config, device))

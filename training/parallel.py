@@ -11,12 +11,13 @@ from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from training.data import Split, load_split
-from training.loop import TrainConfig, train
+from training.loop import TrainConfig, keep_freed_memory, train
 
 
 class WorkerDied(RuntimeError):
@@ -36,24 +37,26 @@ class Task:
 
 
 def plan_jobs(runs: int, device: torch.device, jobs: int | None = None,
-              cores: int | None = None) -> tuple[int, int]:
+              threads: int | None = None) -> tuple[int, int]:
     """How many runs to train at once, and with how many threads each.
 
-    ``jobs=None`` picks: all runs at once on a CPU, one at a time on a GPU. The CPU's
-    threads are shared out evenly, at least one each (three runs on two cores share
-    them, which still beats one run after another).
+    ``jobs=None`` picks: all runs at once on a CPU, one at a time on a GPU. The
+    ``threads`` PyTorch would use (default: its own count, one per core) are shared out
+    evenly, at least one each: three runs on two cores share them, which still beats
+    one run after another.
     """
-    cores = cores or torch.get_num_threads()
+    threads = threads or torch.get_num_threads()
     if jobs is None:
         jobs = runs if device.type == "cpu" else 1
     jobs = max(1, min(jobs, runs))
     if jobs == 1:
-        return 1, cores
-    return jobs, max(1, round(cores / jobs))
+        return 1, threads
+    return jobs, max(1, threads // jobs)
 
 
 def train_and_export(config: TrainConfig, task: Task, train_split: Split, test_split: Split,
                      position: int = 0) -> None:
+    """Train one norm (resuming if its state is saved) and write its checkpoint and plots."""
     from training.export import export_norm
 
     result = train(config, train_split, test_split, task.device, task.state_dir,
@@ -61,8 +64,9 @@ def train_and_export(config: TrainConfig, task: Task, train_split: Split, test_s
     export_norm(result, test_split, task.output_dir)
 
 
-def _worker_start(threads: int, lock) -> None:
+def _worker_start(threads: int, lock: Any) -> None:
     torch.set_num_threads(threads)
+    keep_freed_memory()
     tqdm.set_lock(lock)  # one lock for every process's progress bar
 
 
@@ -75,8 +79,9 @@ def _train_in_worker(config: TrainConfig, task: Task, position: int) -> None:
 def train_in_parallel(configs: list[TrainConfig], task: Task, jobs: int, threads: int) -> None:
     """Train and export every config, ``jobs`` at a time, in fresh worker processes.
 
-    If one run fails (say its loss diverges) the others still finish and are exported;
-    the first error is raised afterwards. Finished epochs are saved either way.
+    If one run raises (say its loss diverges) the others still finish and are exported,
+    and the first error is raised afterwards. If a worker process dies instead (killed,
+    out of memory) the pool stops them all. Finished epochs are saved either way.
     """
     # "spawn": a forked copy of a process that already ran OpenMP code can hang.
     context = multiprocessing.get_context("spawn")
@@ -88,6 +93,11 @@ def train_in_parallel(configs: list[TrainConfig], task: Task, jobs: int, threads
         try:
             wait(futures)
         except KeyboardInterrupt:
+            # A worker that did not get the interrupt itself (say only this process was
+            # signalled) would keep the command alive until its run ends. Every finished
+            # epoch is saved atomically, so stopping the workers loses nothing.
+            for process in getattr(pool, "_processes", {}).values():  # no public way before Python 3.14
+                process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     for future in futures:

@@ -44,6 +44,12 @@ class MistakeSet:
         return self.norms.index(norm)
 
 
+def _images(data: np.lib.npyio.NpzFile) -> np.ndarray:
+    if "image_sheet" in data.files:
+        return decode_sheet(data["image_sheet"], len(data["labels"]))
+    return np.asarray(data["images"], dtype=np.uint8)  # files exported before the sheet existed
+
+
 def load_mistakes(path: Path | str) -> MistakeSet:
     path = Path(path)
     hint = "Regenerate it with `python -m training` (it is written after the three models are trained)."
@@ -52,7 +58,7 @@ def load_mistakes(path: Path | str) -> MistakeSet:
     try:
         with np.load(path, allow_pickle=False) as data:
             mistakes = MistakeSet(
-                images=decode_sheet(data["image_sheet"], len(data["labels"])),
+                images=_images(data),
                 labels=np.asarray(data["labels"], dtype=np.int64),
                 probabilities=np.asarray(data["probabilities"], dtype=np.float32),
                 test_index=np.asarray(data["test_index"], dtype=np.int64),
