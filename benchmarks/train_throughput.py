@@ -92,8 +92,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = pick_device(args.device)
-    if device.type == "cpu":
-        keep_freed_memory()
+    keep_freed_memory()
     torch.manual_seed(0)
     ours_model = build_model(args.arch, args.norm).to(device, memory_format=torch.channels_last)
     common_model = build_model(args.arch, args.norm).to(device)

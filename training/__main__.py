@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         device = pick_device(args.device)
-        if device.type == "cpu":
-            keep_freed_memory()
+        keep_freed_memory()
         check_writable(args.output_dir)
         check_writable(args.state_dir)
         data_dir = args.data_dir or default_data_dir()

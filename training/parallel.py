@@ -1,8 +1,8 @@
 """Training the three norms side by side on a CPU, one worker process each.
 
-A small network does not keep several cores busy: on 2 cores one training step runs
-only about 1.5x faster with 2 threads than with 1, so three single-threaded runs at
-once get through more images per second than three 2-thread runs one after another.
+A small network does not keep several threads fully busy, so on 2 cores three
+single-threaded runs at once get through about 1.2x the images per second of three
+2-thread runs one after another (benchmarks/side_by_side.py).
 On a GPU the runs go one after another, as they would anyway.
 """
 
