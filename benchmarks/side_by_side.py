@@ -31,7 +31,7 @@ STATE_UNUSED = Path("unused")  # train_epoch names the state file only in its di
 
 def timed_steps(norm: str, steps: int, batch_size: int, barrier: Any = None) -> tuple[float, float]:
     """Wall-clock start and end of ``steps`` steps of the training loop (after two warm-up steps)."""
-    config = TrainConfig(norm=norm, batch_size=batch_size, lr=DEFAULT_LR[norm])
+    config = TrainConfig(norm=norm, batch_size=batch_size, lr=DEFAULT_LR["residual"][norm])
     run = start_run(config, steps + 2)
     move_to(run, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)

@@ -1,5 +1,6 @@
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from model.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from training.data import Split
 from training.lab import batch_size, calibration, coupling
 from training.lab.__main__ import EXPERIMENTS, main
+from training.loop import DEFAULT_LR
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -82,8 +84,8 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     first = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                                **kwargs)
     assert set(first["runs"]) == {f"{norm}-{size}" for norm in NORMS for size in (2, 8)}
-    assert first["runs"]["bn-8"]["lr"] == pytest.approx(0.2 * 8 / 256)
-    assert first["runs"]["ln-8"]["lr"] == pytest.approx(0.1 * 8 / 256)
+    assert first["runs"]["bn-8"]["lr"] == pytest.approx(DEFAULT_LR["residual"]["bn"] * 8 / 256)
+    assert first["runs"]["ln-8"]["lr"] == pytest.approx(DEFAULT_LR["residual"]["ln"] * 8 / 256)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
@@ -92,6 +94,24 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     again = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                                **kwargs)
     assert again["runs"] == first["runs"]
+
+    # A sweep measured on another version of the network is not reused.
+    retrained = []
+
+    def record_training(config, *args, **kwargs):
+        retrained.append(config)
+        return SimpleNamespace(history=[{"train_accuracy": 0.5, "test_accuracy": 0.5, "seconds": 1.0}])
+
+    monkeypatch.setattr(batch_size, "count_parameters", lambda model: 12_345)
+    monkeypatch.setattr(batch_size, "train", record_training)
+    batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state", **kwargs)
+    assert len(retrained) == len(NORMS) * 2
+
+    # --restart trains every run again even when the saved sweep matches.
+    retrained.clear()
+    batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
+                       restart=True, **kwargs)
+    assert len(retrained) == len(NORMS) * 2
 
 
 def test_every_experiment_runs_end_to_end_and_writes_results(cifar_dir: Path, tmp_path: Path) -> None:

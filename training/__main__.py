@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default {defaults.batch_size}")
     parser.add_argument("--lr", type=float, default=None,
                         help="peak one-cycle learning rate (default: "
-                        + ", ".join(f"{lr} for {norm}" for norm, lr in DEFAULT_LR.items()) + ")")
+                        + "; ".join(f"{arch} " + ", ".join(f"{lr} for {norm}" for norm, lr in rates.items())
+                                    for arch, rates in DEFAULT_LR.items()) + ")")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed, default {defaults.seed}")
     parser.add_argument("--train-subset", type=int, default=None,
                         help="train on the first N training images only (quick trials)")
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         test_split = load_split(data_dir, train=False, download=args.download)
         configs = [
             TrainConfig(arch=args.arch, norm=norm, epochs=args.epochs, batch_size=args.batch_size,
-                        lr=args.lr if args.lr is not None else DEFAULT_LR[norm], seed=args.seed,
+                        lr=args.lr if args.lr is not None else DEFAULT_LR[args.arch][norm], seed=args.seed,
                         train_subset=args.train_subset)
             for norm in norms
         ]

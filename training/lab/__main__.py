@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="batch_size: the batch sizes to train at (default: 2 8 32 128)")
     parser.add_argument("--probes", type=int, default=100, help="coupling: test images to probe (default 100)")
     parser.add_argument("--rounds", type=int, default=5, help="cost: timing rounds (default 5)")
+    parser.add_argument("--restart", action="store_true",
+                        help="batch_size: ignore finished runs and saved resume state, train every run again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if not 1 <= args.test_images <= 10_000:
@@ -63,7 +65,7 @@ def run_experiment(name: str, args: argparse.Namespace, data: dict[str, Split]) 
         measured = batch_size.measure(
             data["train"], data["test"], pick_device(args.device), args.output_dir, args.state_dir,
             batch_sizes=tuple(args.batch_sizes), train_images=args.train_images, epochs=args.epochs,
-            progress=not args.no_progress,
+            restart=args.restart, progress=not args.no_progress,
         )
         figure = batch_size.figure(measured)
     else:

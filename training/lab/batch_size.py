@@ -3,7 +3,7 @@
 Each norm is trained from scratch at each batch size with the same images, epochs and
 one-cycle schedule; the peak learning rate scales linearly with the batch size
 (Goyal et al., 2017) from each norm's rate at batch 256:
-``lr = DEFAULT_LR[norm] * batch_size / 256``. To fit a laptop CPU this trains on a
+``lr = DEFAULT_LR[arch][norm] * batch_size / 256``. To fit a laptop CPU this trains on a
 subset of the training set for a few epochs, and says so in its results.
 
 Finished runs are kept in the results file and skipped when the command is run
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from model import NORM_COLOURS, NORM_TITLES, NORMS
+from model import NORM_COLOURS, NORM_TITLES, NORMS, build_model, count_parameters
 from training.data import Split
 from training.export import pyplot
 from training.lab.common import write_results
@@ -32,11 +32,15 @@ def run_key(norm: str, batch_size: int) -> str:
 
 def measure(train_split: Split, test_split: Split, device: torch.device, output_dir: Path, state_dir: Path,
             batch_sizes: tuple[int, ...] = BATCH_SIZES, train_images: int = 10_000, epochs: int = 5,
-            arch: str = "residual", seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    setup = {"arch": arch, "train_images": train_images, "epochs": epochs, "base_lr": dict(DEFAULT_LR),
+            arch: str = "residual", seed: int = 0, restart: bool = False,
+            progress: bool = True) -> dict[str, Any]:
+    # The parameter count tells networks of one name apart, so a sweep of an earlier
+    # version of the architecture is not taken for this one's.
+    setup = {"arch": arch, "parameters": count_parameters(build_model(arch, "bn")),
+             "train_images": train_images, "epochs": epochs, "base_lr": dict(DEFAULT_LR[arch]),
              "lr_rule": "base_lr[norm] * batch_size / 256", "batch_sizes": list(batch_sizes), "seed": seed,
              "test_images": len(test_split)}
-    runs = _finished_runs(output_dir / f"{NAME}.json", setup)
+    runs = {} if restart else _finished_runs(output_dir / f"{NAME}.json", setup)
     for batch_size in batch_sizes:
         for norm in NORMS:
             key = run_key(norm, batch_size)
@@ -44,8 +48,9 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
                 print(f"  {key}: already measured, {runs[key]['test_accuracy']:.2%}")
                 continue
             config = TrainConfig(arch=arch, norm=norm, epochs=epochs, batch_size=batch_size,
-                                 lr=DEFAULT_LR[norm] * batch_size / 256, seed=seed, train_subset=train_images)
-            result = train(config, train_split, test_split, device, state_dir / key, progress=progress)
+                                 lr=DEFAULT_LR[arch][norm] * batch_size / 256, seed=seed, train_subset=train_images)
+            result = train(config, train_split, test_split, device, state_dir / key, restart=restart,
+                           progress=progress)
             last = result.history[-1]
             runs[key] = {
                 "norm": norm, "batch_size": batch_size, "lr": config.lr,
