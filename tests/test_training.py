@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from model import load_checkpoint
+from model import ResidualNet, load_checkpoint
 from training.__main__ import main
 from training.data import Split
 from training.evaluate import evaluate
@@ -54,6 +54,19 @@ def test_resuming_with_other_settings_is_refused(synthetic_split: Split, tmp_pat
     with pytest.raises(ResumeMismatch, match="batch_size: saved 64, now 32.*--restart"):
         train(replace(config, batch_size=32), synthetic_split, synthetic_split.subset(64), CPU, tmp_path,
               progress=False)
+
+
+def test_state_of_another_network_version_is_refused_in_one_line(synthetic_split: Split, tmp_path: Path) -> None:
+    config = replace(TINY, epochs=1)
+    train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
+    state_file = state_path(tmp_path, config)
+    state = torch.load(state_file, weights_only=True)
+    # Same settings, weights saved by a network with another layer plan.
+    state["model"] = ResidualNet(config.norm, plan=("c8p", "c16p")).state_dict()
+    torch.save(state, state_file)
+    with pytest.raises(ResumeMismatch, match="another version of this network.*--restart") as refused:
+        train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
+    assert "\n" not in str(refused.value)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign_scheduler"])

@@ -169,6 +169,13 @@ class Run:
         }
 
     def restore(self, state: dict[str, Any], path: Path, device: torch.device) -> None:
+        shapes = {name: tuple(tensor.shape) for name, tensor in self.model.state_dict().items()}
+        saved_shapes = {name: tuple(tensor.shape) for name, tensor in state.get("model", {}).items()}
+        if saved_shapes and saved_shapes != shapes:
+            raise ResumeMismatch(
+                f"{path} holds a run of another version of this network (its weights have other "
+                "shapes). Pass --restart to start over, or move the file away to keep it."
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
