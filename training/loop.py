@@ -19,9 +19,10 @@ from model.checkpoint import atomic_write
 from training.data import Split, augmented_batches, reflect_pad
 from training.evaluate import evaluate
 
-# Peak learning rate per architecture and norm for batch 256, each the best of a few
-# 20-epoch runs (the README lists them): LayerNorm learns more slowly at first and
-# ends better with a lower rate, BatchNorm in the residual net with a higher one.
+# Peak learning rate per architecture and norm for batch 256, chosen from 20-epoch runs
+# (the README lists those compared; not every pair was swept): LayerNorm learns more
+# slowly at first and ends better with a lower rate, BatchNorm in the residual net with
+# a higher one.
 DEFAULT_LR: dict[str, dict[str, float]] = {
     "residual": {"bn": 0.3, "gn": 0.2, "ln": 0.1},
     "seed": {"bn": 0.2, "gn": 0.2, "ln": 0.1},
@@ -170,8 +171,10 @@ class Run:
 
     def restore(self, state: dict[str, Any], path: Path, device: torch.device) -> None:
         shapes = {name: tuple(tensor.shape) for name, tensor in self.model.state_dict().items()}
-        saved_shapes = {name: tuple(tensor.shape) for name, tensor in state.get("model", {}).items()}
-        if saved_shapes and saved_shapes != shapes:
+        saved = state.get("model")
+        saved_shapes = ({name: tuple(getattr(value, "shape", ())) for name, value in saved.items()}
+                        if isinstance(saved, dict) else None)
+        if saved_shapes is not None and saved_shapes != shapes:
             raise ResumeMismatch(
                 f"{path} holds a run of another version of this network (its weights have other "
                 "shapes). Pass --restart to start over, or move the file away to keep it."
