@@ -90,6 +90,11 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
+    # As `python -m training.lab` does, the wall time is added to the written setup.
+    results_file = tmp_path / "batch_size.json"
+    written = json.loads(results_file.read_text())
+    written["setup"]["seconds"] = 12.5
+    results_file.write_text(json.dumps(written))
     monkeypatch.setattr(batch_size, "train", no_training)
     again = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                                **kwargs)
@@ -98,20 +103,20 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     # A sweep measured on another version of the network is not reused.
     retrained = []
 
-    def record_training(config, *args, **kwargs):
-        retrained.append(config)
+    def record_training(config, *args, restart=False, **kwargs):
+        retrained.append(restart)
         return SimpleNamespace(history=[{"train_accuracy": 0.5, "test_accuracy": 0.5, "seconds": 1.0}])
 
-    monkeypatch.setattr(batch_size, "count_parameters", lambda model: 12_345)
+    monkeypatch.setattr(batch_size, "network_fingerprint", lambda model: "another version")
     monkeypatch.setattr(batch_size, "train", record_training)
     batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state", **kwargs)
-    assert len(retrained) == len(NORMS) * 2
+    assert retrained == [True] * (len(NORMS) * 2)  # not resumed from that version's saved states either
 
     # --restart trains every run again even when the saved sweep matches.
     retrained.clear()
     batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                        restart=True, **kwargs)
-    assert len(retrained) == len(NORMS) * 2
+    assert retrained == [True] * (len(NORMS) * 2)  # and their saved resume states are ignored too
 
 
 def test_every_experiment_runs_end_to_end_and_writes_results(cifar_dir: Path, tmp_path: Path) -> None:

@@ -7,12 +7,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from model import ResidualNet, load_checkpoint
+import training.__main__ as training_cli
+from model import ARCHS, NORMS, ResidualNet, load_checkpoint, network_fingerprint
 from training.__main__ import main
 from training.data import Split
 from training.evaluate import evaluate
 from training.export import export_comparison, export_norm
-from training.loop import ResumeMismatch, TrainConfig, TrainingDiverged, keep_freed_memory, state_path, train
+from training.loop import (
+    DEFAULT_LR,
+    ResumeMismatch,
+    TrainConfig,
+    TrainingDiverged,
+    keep_freed_memory,
+    state_path,
+    train,
+)
 from training.parallel import plan_jobs
 from webapp.mistakes import load_mistakes
 
@@ -56,17 +65,33 @@ def test_resuming_with_other_settings_is_refused(synthetic_split: Split, tmp_pat
               progress=False)
 
 
-def test_state_of_another_network_version_is_refused_in_one_line(synthetic_split: Split, tmp_path: Path) -> None:
+@pytest.mark.parametrize("saved_by", ["previous plan", "moved pool", "previous plan, no fingerprint"])
+def test_state_of_another_network_version_is_refused_in_one_line(saved_by: str, synthetic_split: Split,
+                                                                 tmp_path: Path) -> None:
     config = replace(TINY, epochs=1)
     train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
     state_file = state_path(tmp_path, config)
     state = torch.load(state_file, weights_only=True)
-    # Same settings, weights saved by a network with another layer plan.
-    state["model"] = ResidualNet(config.norm, plan=("c8p", "c16p")).state_dict()
+    # Same settings, saved by an earlier version of the network: one with other widths,
+    # or one whose weights all have the same shapes but with a pool in another place.
+    moved_pool, previous = ("c24", "c32p", "c32p", "r32", "c48p"), ("c16", "c32p", "c32p", "r32", "c56p")
+    plan = moved_pool if saved_by == "moved pool" else previous
+    other = ResidualNet(config.norm, plan=plan)
+    state["model"] = other.state_dict()
+    state["network"] = network_fingerprint(other)
+    if saved_by.endswith("no fingerprint"):
+        del state["network"]
     torch.save(state, state_file)
     with pytest.raises(ResumeMismatch, match="another version of this network.*--restart") as refused:
         train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
     assert "\n" not in str(refused.value)
+
+
+def test_a_file_that_is_not_a_training_state_is_refused(synthetic_split: Split, tmp_path: Path) -> None:
+    config = replace(TINY, epochs=1)
+    torch.save(torch.zeros(3), state_path(tmp_path, config))
+    with pytest.raises(ResumeMismatch, match="not a training state.*--restart"):
+        train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign_scheduler"])
@@ -145,6 +170,24 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit):
         main(["--epochs", "50"])
     assert "between 1 and 20" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("restart", "advice"), [([], "run the same command again"),
+                                                 (["--restart"], "run the same command without --restart again")])
+def test_interrupt_says_how_to_continue(restart: list[str], advice: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_cli, "load_split", interrupted)
+    code = main(["--norm", "bn", "--output-dir", str(tmp_path / "out"), "--state-dir", str(tmp_path / "state"),
+                 *restart])
+    assert code == 130 and advice in capsys.readouterr().err
+
+
+def test_every_architecture_and_norm_has_a_default_learning_rate() -> None:
+    assert set(DEFAULT_LR) == set(ARCHS)
+    assert all(set(rates) == set(NORMS) for rates in DEFAULT_LR.values())
 
 
 def test_summary_prints_the_layer_table(capsys: pytest.CaptureFixture[str]) -> None:

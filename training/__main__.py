@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        again = "the same command without --restart" if args.restart else "the same command"
         print(f"\ninterrupted: finished epochs are saved in {args.state_dir}/; "
-              "run the same command again to continue.", file=sys.stderr)
+              f"run {again} again to continue.", file=sys.stderr)
         return 130
     return 0
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from model import build_model
+from model import build_model, network_fingerprint
 from model.checkpoint import atomic_write
 from training.data import Split, augmented_batches, reflect_pad
 from training.evaluate import evaluate
@@ -112,7 +112,8 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_state(path: Path, config: TrainConfig) -> dict[str, Any] | None:
+def load_state(path: Path, config: TrainConfig, model: nn.Module) -> dict[str, Any] | None:
+    """The saved state at ``path`` if it continues this run of this network; None if there is none."""
     if not path.exists():
         return None
     try:
@@ -121,6 +122,23 @@ def load_state(path: Path, config: TrainConfig) -> dict[str, Any] | None:
         raise ResumeMismatch(
             f"{path} is not a readable training state ({error}). Pass --restart to start over."
         ) from error
+    if not isinstance(state, dict):
+        raise ResumeMismatch(f"{path} is not a training state. Pass --restart to start over.")
+    # The network first: a state of an earlier version may also differ in settings whose
+    # defaults changed with it, and matching those would not make it resumable.
+    if "network" in state:
+        other_network = state["network"] != network_fingerprint(model)
+    else:  # states saved before the fingerprint was: compare the weights' shapes
+        saved = state.get("model")
+        other_network = isinstance(saved, dict) and (
+            {name: tuple(getattr(value, "shape", ())) for name, value in saved.items()}
+            != {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+        )
+    if other_network:
+        raise ResumeMismatch(
+            f"{path} holds a run of another version of this network. Pass --restart to start "
+            "over, or move the file away to keep it."
+        )
     if state.get("config") != asdict(config):
         differences = {
             key: (state.get("config", {}).get(key), value)
@@ -159,6 +177,7 @@ class Run:
     def state(self, config: TrainConfig, device: torch.device) -> dict[str, Any]:
         return {
             "config": asdict(config),
+            "network": network_fingerprint(self.model),
             "epoch": self.epoch,
             "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
@@ -170,15 +189,6 @@ class Run:
         }
 
     def restore(self, state: dict[str, Any], path: Path, device: torch.device) -> None:
-        shapes = {name: tuple(tensor.shape) for name, tensor in self.model.state_dict().items()}
-        saved = state.get("model")
-        saved_shapes = ({name: tuple(getattr(value, "shape", ())) for name, value in saved.items()}
-                        if isinstance(saved, dict) else None)
-        if saved_shapes is not None and saved_shapes != shapes:
-            raise ResumeMismatch(
-                f"{path} holds a run of another version of this network (its weights have other "
-                "shapes). Pass --restart to start over, or move the file away to keep it."
-            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -280,7 +290,7 @@ def train(
         train_split = train_split.subset(config.train_subset)
     run = start_run(config, math.ceil(len(train_split) / config.batch_size))
     path = state_path(state_dir, config)
-    state = None if restart else load_state(path, config)
+    state = None if restart else load_state(path, config, run.model)
     if state is not None:
         run.restore(state, path, device)
         if run.epoch < config.epochs:

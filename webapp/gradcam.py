@@ -22,7 +22,7 @@ from webapp.preprocess import enlarge
 @dataclass(frozen=True)
 class Layer:
     index: int  # position in model.features
-    label: str  # e.g. "block 5 · residual · 32 ch at 8×8"
+    label: str  # e.g. "block 4 · residual · 32 ch at 8×8"
     channels: int
     height: int
     width: int

@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished batch-size runs are kept; run the same command again to continue.",
+        again = "the same command without --restart" if args.restart else "the same command"
+        print(f"\ninterrupted: finished batch-size runs are kept; run {again} again to continue.",
               file=sys.stderr)
         return 130
     return 0

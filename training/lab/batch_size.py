@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from model import NORM_COLOURS, NORM_TITLES, NORMS, build_model, count_parameters
+from model import NORM_COLOURS, NORM_TITLES, NORMS, build_model, count_parameters, network_fingerprint
 from training.data import Split
 from training.export import pyplot
 from training.lab.common import write_results
@@ -34,13 +34,19 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
             batch_sizes: tuple[int, ...] = BATCH_SIZES, train_images: int = 10_000, epochs: int = 5,
             arch: str = "residual", seed: int = 0, restart: bool = False,
             progress: bool = True) -> dict[str, Any]:
-    # The parameter count tells networks of one name apart, so a sweep of an earlier
-    # version of the architecture is not taken for this one's.
-    setup = {"arch": arch, "parameters": count_parameters(build_model(arch, "bn")),
+    # The fingerprint tells versions of one architecture apart, so a sweep of an earlier
+    # version is not taken for this one's.
+    network = build_model(arch, "bn")
+    setup = {"arch": arch, "network": network_fingerprint(network), "parameters": count_parameters(network),
              "train_images": train_images, "epochs": epochs, "base_lr": dict(DEFAULT_LR[arch]),
              "lr_rule": "base_lr[norm] * batch_size / 256", "batch_sizes": list(batch_sizes), "seed": seed,
              "test_images": len(test_split)}
-    runs = {} if restart else _finished_runs(output_dir / f"{NAME}.json", setup)
+    runs, other_setup = _finished_runs(output_dir / f"{NAME}.json", setup)
+    # Resume state saved under another setup (say, another test set) would hand back that
+    # setup's results, so such a sweep starts every run afresh.
+    restart = restart or other_setup
+    if restart:
+        runs = {}
     for batch_size in batch_sizes:
         for norm in NORMS:
             key = run_key(norm, batch_size)
@@ -62,12 +68,17 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
     return {"setup": setup, "runs": runs}
 
 
-def _finished_runs(path: Path, setup: dict[str, Any]) -> dict[str, Any]:
+def _finished_runs(path: Path, setup: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The runs a saved sweep with this setup finished, and whether one with another setup was found."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}
-    return dict(saved.get("runs", {})) if saved.get("setup") == setup else {}
+        return {}, False
+    # The lab adds the sweep's wall time to the setup it writes; that is not a setting.
+    saved_setup = {key: value for key, value in saved.get("setup", {}).items() if key != "seconds"}
+    if saved_setup != setup:
+        return {}, True
+    return dict(saved.get("runs", {})), False
 
 
 def figure(measured: dict[str, Any]):
