@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model import NORMS  # noqa: E402
 from training.data import reflect_pad  # noqa: E402
-from training.loop import DEFAULT_LR, TrainConfig, keep_freed_memory, move_to, start_run, train_epoch  # noqa: E402
+from training.loop import TrainConfig, keep_freed_memory, move_to, start_run, train_epoch  # noqa: E402
 from training.parallel import plan_jobs  # noqa: E402
 
 _barrier: Any = None  # set in each worker process by _worker_start
@@ -31,7 +31,7 @@ STATE_UNUSED = Path("unused")  # train_epoch names the state file only in its di
 
 def timed_steps(norm: str, steps: int, batch_size: int, barrier: Any = None) -> tuple[float, float]:
     """Wall-clock start and end of ``steps`` steps of the training loop (after two warm-up steps)."""
-    config = TrainConfig(norm=norm, batch_size=batch_size, lr=DEFAULT_LR["residual"][norm])
+    config = TrainConfig(norm=norm, batch_size=batch_size)
     run = start_run(config, steps + 2)
     move_to(run, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)

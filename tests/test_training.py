@@ -188,6 +188,8 @@ def test_interrupt_says_how_to_continue(restart: list[str], advice: str, tmp_pat
 def test_every_architecture_and_norm_has_a_default_learning_rate() -> None:
     assert set(DEFAULT_LR) == set(ARCHS)
     assert all(set(rates) == set(NORMS) for rates in DEFAULT_LR.values())
+    assert TrainConfig(arch="seed", norm="ln").lr == DEFAULT_LR["seed"]["ln"]
+    assert TrainConfig(norm="bn", lr=0.05).lr == 0.05
 
 
 def test_summary_prints_the_layer_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         test_split = load_split(data_dir, train=False, download=args.download)
         configs = [
             TrainConfig(arch=args.arch, norm=norm, epochs=args.epochs, batch_size=args.batch_size,
-                        lr=args.lr if args.lr is not None else DEFAULT_LR[args.arch][norm], seed=args.seed,
+                        lr=args.lr, seed=args.seed,
                         train_subset=args.train_subset)
             for norm in norms
         ]

@@ -35,7 +35,7 @@ class TrainConfig:
     norm: str = "bn"
     epochs: int = 20
     batch_size: int = 256
-    lr: float = 0.2
+    lr: float | None = None  # peak learning rate; None: DEFAULT_LR for this arch and norm
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
@@ -43,6 +43,10 @@ class TrainConfig:
     crop_padding: int = 4
     seed: int = 0
     train_subset: int | None = None  # first N training images only (tests, quick trials)
+
+    def __post_init__(self) -> None:
+        if self.lr is None and self.arch in DEFAULT_LR and self.norm in DEFAULT_LR[self.arch]:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.arch][self.norm])
 
 
 class TrainingDiverged(RuntimeError):
