@@ -34,7 +34,7 @@ from training.data import (  # noqa: E402
     load_split,
     reflect_pad,
 )
-from training.loop import keep_freed_memory, pick_device  # noqa: E402
+from training.loop import TrainConfig, keep_freed_memory, pick_device  # noqa: E402
 
 
 def sgd_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, labels: torch.Tensor) -> None:
@@ -60,17 +60,17 @@ def time_steps(step_batches, model: nn.Module, steps: int, device: torch.device)
     return seen / (time.perf_counter() - started)
 
 
-def project_batches(split: Split, batch_size: int, device: torch.device):
+def project_batches(split: Split, batch_size: int, padding: int, device: torch.device):
     split = split.to(device)
-    padded = reflect_pad(split.images, 4)
+    padded = reflect_pad(split.images, padding)
     generator = torch.Generator().manual_seed(0)
     while True:
         yield from augmented_batches(padded, split.labels, batch_size, generator)
 
 
-def common_batches(data_dir: Path, batch_size: int, workers: int, device: torch.device):
+def common_batches(data_dir: Path, batch_size: int, padding: int, workers: int, device: torch.device):
     transform = transforms.Compose([
-        transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+        transforms.RandomCrop(32, padding=padding, padding_mode="reflect"), transforms.RandomHorizontalFlip(),
         transforms.ToTensor(), transforms.Normalize(MEAN, STD),
     ])
     dataset = datasets.CIFAR10(str(data_dir), train=True, transform=transform)
@@ -96,8 +96,9 @@ def main() -> None:
     torch.manual_seed(0)
     ours_model = build_model(args.arch, args.norm).to(device, memory_format=torch.channels_last)
     common_model = build_model(args.arch, args.norm).to(device)
-    ours = project_batches(load_split(args.data_dir, train=True), args.batch_size, device)
-    common = common_batches(args.data_dir, args.batch_size, args.workers, device)
+    padding = TrainConfig(arch=args.arch).crop_padding  # the crops training uses, in both pipelines
+    ours = project_batches(load_split(args.data_dir, train=True), args.batch_size, padding, device)
+    common = common_batches(args.data_dir, args.batch_size, padding, args.workers, device)
     results: dict[str, list[float]] = {"this project": [], "common": []}
     for _ in range(2):
         results["this project"].append(time_steps(ours, ours_model, args.steps, device))

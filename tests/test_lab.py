@@ -7,6 +7,7 @@ import torch
 
 from model import NORMS, build_model
 from model.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from training import loop
 from training.data import Split
 from training.lab import batch_size, calibration, coupling
 from training.lab.__main__ import EXPERIMENTS, main
@@ -117,6 +118,14 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                        restart=True, **kwargs)
     assert retrained == [True] * (len(NORMS) * 2)  # and their saved resume states are ignored too
+
+    # Nor is a sweep trained with another recipe (here: another crop padding).
+    retrained.clear()
+    monkeypatch.setitem(loop.DEFAULT_CROP_PADDING, "residual", 3)
+    changed = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
+                                 **kwargs)
+    assert retrained == [True] * (len(NORMS) * 2)
+    assert changed["setup"]["recipe"]["crop_padding"] == 3
 
 
 def test_every_experiment_runs_end_to_end_and_writes_results(cifar_dir: Path, tmp_path: Path) -> None:

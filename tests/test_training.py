@@ -14,6 +14,7 @@ from training.data import Split
 from training.evaluate import evaluate
 from training.export import export_comparison, export_norm
 from training.loop import (
+    DEFAULT_CROP_PADDING,
     DEFAULT_LR,
     ResumeMismatch,
     TrainConfig,
@@ -170,6 +171,23 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit):
         main(["--epochs", "50"])
     assert "between 1 and 20" in capsys.readouterr().err
+    for option, value, message in [("--crop-padding", "40", "between 0 and 16"),
+                                   ("--weight-decay", "-1e-4", "must not be negative"),
+                                   ("--label-smoothing", "1", "below 1")]:
+        with pytest.raises(SystemExit):
+            main([option, value])
+        assert message in capsys.readouterr().err
+
+
+def test_recipe_options_reach_the_training_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained = []
+    monkeypatch.setattr(training_cli, "load_split", lambda *args, **kwargs: None)
+    monkeypatch.setattr(training_cli, "train_and_export", lambda config, *args, **kwargs: trained.append(config))
+    monkeypatch.setattr("training.export.export_comparison", lambda *args: None)
+    assert main(["--norm", "ln", "--jobs", "1", "--crop-padding", "0", "--weight-decay", "1e-3",
+                 "--label-smoothing", "0", "--output-dir", str(tmp_path / "out"),
+                 "--state-dir", str(tmp_path / "state")]) == 0
+    assert [(c.norm, c.crop_padding, c.weight_decay, c.label_smoothing) for c in trained] == [("ln", 0, 1e-3, 0.0)]
 
 
 @pytest.mark.parametrize(("restart", "advice"), [([], "run the same command again"),
@@ -185,11 +203,15 @@ def test_interrupt_says_how_to_continue(restart: list[str], advice: str, tmp_pat
     assert code == 130 and advice in capsys.readouterr().err
 
 
-def test_every_architecture_and_norm_has_a_default_learning_rate() -> None:
-    assert set(DEFAULT_LR) == set(ARCHS)
+def test_every_architecture_and_norm_has_a_default_learning_rate_and_crop_padding() -> None:
+    assert set(DEFAULT_LR) == set(ARCHS) == set(DEFAULT_CROP_PADDING)
     assert all(set(rates) == set(NORMS) for rates in DEFAULT_LR.values())
     assert TrainConfig(arch="seed", norm="ln").lr == DEFAULT_LR["seed"]["ln"]
     assert TrainConfig(norm="bn", lr=0.05).lr == 0.05
+    # The reference network keeps the crops its shipped checkpoints were trained with.
+    assert TrainConfig(arch="seed").crop_padding == 4
+    assert TrainConfig().crop_padding == DEFAULT_CROP_PADDING["residual"]
+    assert TrainConfig(crop_padding=0).crop_padding == 0
 
 
 def test_summary_prints_the_layer_table(capsys: pytest.CaptureFixture[str]) -> None:

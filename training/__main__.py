@@ -6,7 +6,15 @@ from pathlib import Path
 
 from model import ARCHS, DEFAULT_ARCH, NORMS, build_model
 from training.data import DataError, add_data_arguments, default_data_dir, load_split
-from training.loop import DEFAULT_LR, ResumeMismatch, TrainConfig, TrainingDiverged, keep_freed_memory, pick_device
+from training.loop import (
+    DEFAULT_CROP_PADDING,
+    DEFAULT_LR,
+    ResumeMismatch,
+    TrainConfig,
+    TrainingDiverged,
+    keep_freed_memory,
+    pick_device,
+)
 from training.parallel import Task, WorkerDied, plan_jobs, train_and_export, train_in_parallel
 
 
@@ -40,6 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="peak one-cycle learning rate (default: "
                         + "; ".join(f"{arch} " + ", ".join(f"{lr} for {norm}" for norm, lr in rates.items())
                                     for arch, rates in DEFAULT_LR.items()) + ")")
+    parser.add_argument("--crop-padding", type=int, default=None,
+                        help="pixels of reflect padding before the random 32x32 crop (default: "
+                        + ", ".join(f"{pad} for {arch}" for arch, pad in DEFAULT_CROP_PADDING.items()) + ")")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                        help=f"on conv and linear weights only, default {defaults.weight_decay}")
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
+                        help=f"default {defaults.label_smoothing}")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed, default {defaults.seed}")
     parser.add_argument("--train-subset", type=int, default=None,
                         help="train on the first N training images only (quick trials)")
@@ -49,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.epochs <= 20:
         parser.error(f"--epochs must be between 1 and 20 (got {args.epochs})")
+    if args.crop_padding is not None and not 0 <= args.crop_padding <= 16:
+        parser.error(f"--crop-padding must be between 0 and 16 (got {args.crop_padding})")
+    if args.weight_decay < 0:
+        parser.error(f"--weight-decay must not be negative (got {args.weight_decay})")
+    if not 0 <= args.label_smoothing < 1:
+        parser.error(f"--label-smoothing must be at least 0 and below 1 (got {args.label_smoothing})")
     if args.batch_size < 2:
         parser.error("--batch-size must be at least 2 (BatchNorm needs two samples)")
     if args.jobs is not None and args.jobs < 1:
@@ -84,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         test_split = load_split(data_dir, train=False, download=args.download)
         configs = [
             TrainConfig(arch=args.arch, norm=norm, epochs=args.epochs, batch_size=args.batch_size,
-                        lr=args.lr, seed=args.seed,
+                        lr=args.lr, crop_padding=args.crop_padding, weight_decay=args.weight_decay,
+                        label_smoothing=args.label_smoothing, seed=args.seed,
                         train_subset=args.train_subset)
             for norm in norms
         ]

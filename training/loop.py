@@ -27,6 +27,11 @@ DEFAULT_LR: dict[str, dict[str, float]] = {
     "residual": {"bn": 0.3, "gn": 0.2, "ln": 0.1},
     "seed": {"bn": 0.2, "gn": 0.2, "ln": 0.1},
 }
+# Random-crop padding per architecture. The residual net underfits in 20 epochs (train
+# accuracy barely above test), so milder crops than the usual 4 pixels help it: in 20-epoch
+# trials padding 2 beat padding 4 for every norm, most for LayerNorm (README). The
+# reference network keeps the 4 its checkpoints were trained with.
+DEFAULT_CROP_PADDING: dict[str, int] = {"residual": 2, "seed": 4}
 
 
 @dataclass(frozen=True)
@@ -40,13 +45,15 @@ class TrainConfig:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     warmup_fraction: float = 0.25
-    crop_padding: int = 4
+    crop_padding: int | None = None  # None: DEFAULT_CROP_PADDING for this arch
     seed: int = 0
     train_subset: int | None = None  # first N training images only (tests, quick trials)
 
     def __post_init__(self) -> None:
         if self.lr is None and self.arch in DEFAULT_LR and self.norm in DEFAULT_LR[self.arch]:
             object.__setattr__(self, "lr", DEFAULT_LR[self.arch][self.norm])
+        if self.crop_padding is None:
+            object.__setattr__(self, "crop_padding", DEFAULT_CROP_PADDING.get(self.arch, 4))
 
 
 class TrainingDiverged(RuntimeError):

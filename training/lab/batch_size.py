@@ -11,6 +11,7 @@ again, and each run keeps per-epoch resume state, so an interrupted sweep contin
 """
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,14 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
     # The fingerprint tells versions of one architecture apart, so a sweep of an earlier
     # version is not taken for this one's.
     network = build_model(arch, "bn")
+    # The training recipe too (crop padding, weight decay, ...): runs made under another
+    # recipe measure something else.
+    per_run = {"arch", "norm", "epochs", "batch_size", "lr", "seed", "train_subset"}
+    recipe = {key: value for key, value in asdict(TrainConfig(arch=arch)).items() if key not in per_run}
     setup = {"arch": arch, "network": network_fingerprint(network), "parameters": count_parameters(network),
              "train_images": train_images, "epochs": epochs, "base_lr": dict(DEFAULT_LR[arch]),
              "lr_rule": "base_lr[norm] * batch_size / 256", "batch_sizes": list(batch_sizes), "seed": seed,
-             "test_images": len(test_split)}
+             "recipe": recipe, "test_images": len(test_split)}
     runs, other_setup = _finished_runs(output_dir / f"{NAME}.json", setup)
     # Resume state saved under another setup (say, another test set) would hand back that
     # setup's results, so such a sweep starts every run afresh.
