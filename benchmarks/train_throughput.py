@@ -70,7 +70,7 @@ def project_batches(split: Split, batch_size: int, padding: int, device: torch.d
 
 def common_batches(data_dir: Path, batch_size: int, padding: int, workers: int, device: torch.device):
     transform = transforms.Compose([
-        transforms.RandomCrop(32, padding=padding, padding_mode="reflect"), transforms.RandomHorizontalFlip(),
+        transforms.RandomCrop(32, padding=padding), transforms.RandomHorizontalFlip(),
         transforms.ToTensor(), transforms.Normalize(MEAN, STD),
     ])
     dataset = datasets.CIFAR10(str(data_dir), train=True, transform=transform)
