@@ -175,7 +175,7 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFix
                                    ("--weight-decay", "-1e-4", "must not be negative"),
                                    ("--label-smoothing", "1", "below 1")]:
         with pytest.raises(SystemExit):
-            main([option, value])
+            main([f"{option}={value}"])
         assert message in capsys.readouterr().err
 
 
