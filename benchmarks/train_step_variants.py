@@ -1,11 +1,11 @@
-"""One training step of the network in the ways one might run it, timed in alternating rounds.
+"""One CPU training step of the network in the ways one might run it, in alternating rounds.
 
-The training loop runs the network in channels_last memory format with PyTorch's default
-CPU backend (oneDNN). This compares that step with the plain NCHW layout, with
+On a CPU the training loop runs the network in channels_last memory format with PyTorch's
+default CPU backend (oneDNN). This compares that step with the plain NCHW layout, with
 ``torch.compile`` (which needs a C++ compiler on a CPU) and with oneDNN turned off: same
 network, batch, optimizer and random input, each variant a fresh copy of the network.
 Every variant is timed once per round, rounds alternate, and the median round of each is
-compared with the training loop's.
+compared with the training loop's: how many times its time each takes.
 
     python benchmarks/train_step_variants.py --rounds 3
 """
@@ -23,7 +23,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model import build_model  # noqa: E402
-from training.loop import TrainConfig, keep_freed_memory, make_optimizer, pick_device  # noqa: E402
+from training.loop import TrainConfig, keep_freed_memory, make_optimizer  # noqa: E402
 
 VARIANTS = {  # name: (channels_last, compiled, oneDNN)
     "channels_last (the training loop)": (True, False, True),
@@ -34,15 +34,16 @@ VARIANTS = {  # name: (channels_last, compiled, oneDNN)
 
 
 def make_step(arch: str, norm: str, inputs: torch.Tensor, labels: torch.Tensor, channels_last: bool,
-              compiled: bool, device: torch.device) -> Callable[[], None]:
+              compiled: bool) -> Callable[[], None]:
     torch.manual_seed(0)
-    model = build_model(arch, norm).to(device)
+    model = build_model(arch, norm)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    optimizer, _ = make_optimizer(model, TrainConfig(arch=arch, norm=norm), 1000)
+    config = TrainConfig(arch=arch, norm=norm)
+    optimizer, _ = make_optimizer(model, config, 1000)
     forward = torch.compile(model) if compiled else model
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     def step() -> None:
         loss = loss_fn(forward(inputs), labels)
@@ -53,16 +54,12 @@ def make_step(arch: str, norm: str, inputs: torch.Tensor, labels: torch.Tensor, 
     return step
 
 
-def time_step(step: Callable[[], None], steps: int, device: torch.device) -> float:
+def time_step(step: Callable[[], None], steps: int) -> float:
     """Milliseconds per step over ``steps`` steps, after one warm-up step."""
     step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
     started = time.perf_counter()
     for _ in range(steps):
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
     return (time.perf_counter() - started) / steps * 1000
 
 
@@ -73,17 +70,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per variant and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    device = pick_device(args.device)
     keep_freed_memory()
     generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(args.batch_size, 3, 32, 32, generator=generator).to(device)
-    labels = torch.randint(0, 10, (args.batch_size,), generator=generator).to(device)
+    inputs = torch.randn(args.batch_size, 3, 32, 32, generator=generator)
+    labels = torch.randint(0, 10, (args.batch_size,), generator=generator)
 
     steps: dict[str, Callable[[], None]] = {}
     for name, (channels_last, compiled, _) in VARIANTS.items():
-        step = make_step(args.arch, args.norm, inputs, labels, channels_last, compiled, device)
+        step = make_step(args.arch, args.norm, inputs, labels, channels_last, compiled)
         try:
             step()  # compiles, for torch.compile
         except Exception as error:  # no C++ compiler, an unsupported platform, ...
@@ -96,16 +91,16 @@ def main() -> None:
         for name, step in steps.items():
             torch.backends.mkldnn.enabled = VARIANTS[name][2]
             try:
-                times[name].append(time_step(step, args.steps, device))
+                times[name].append(time_step(step, args.steps))
             finally:
                 torch.backends.mkldnn.enabled = True
 
     baseline = statistics.median(times[next(iter(VARIANTS))])
-    print(f"{args.arch}/{args.norm}, batch {args.batch_size}, device {device}, {torch.get_num_threads()} threads, "
+    print(f"{args.arch}/{args.norm}, batch {args.batch_size}, CPU, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} rounds of {args.steps} steps")
     for name, rounds in times.items():
         median = statistics.median(rounds)
-        print(f"  {name:36s} {median:7.1f} ms/step  {baseline / median:5.2f}x the training loop's speed")
+        print(f"  {name:36s} {median:7.1f} ms/step  {median / baseline:5.2f}x the training loop's time")
 
 
 if __name__ == "__main__":

@@ -96,7 +96,9 @@ def main() -> None:
     torch.manual_seed(0)
     ours_model = build_model(args.arch, args.norm).to(device, memory_format=torch.channels_last)
     common_model = build_model(args.arch, args.norm).to(device)
-    padding = TrainConfig(arch=args.arch).crop_padding  # the crops training uses, in both pipelines
+    # Training's padding in both; the common pipeline pads with zeros (RandomCrop's default),
+    # this one by reflection, which costs the same.
+    padding = TrainConfig(arch=args.arch).crop_padding
     ours = project_batches(load_split(args.data_dir, train=True), args.batch_size, padding, device)
     common = common_batches(args.data_dir, args.batch_size, padding, args.workers, device)
     results: dict[str, list[float]] = {"this project": [], "common": []}

@@ -133,6 +133,9 @@ def test_export_writes_checkpoints_whose_accuracy_is_what_they_score(synthetic_s
     for norm in ["bn", "gn", "ln"]:
         model, metadata = load_checkpoint(out / f"{norm}.safetensors")
         assert metadata["test_accuracy"] == evaluate(model, test_split)[1]
+        recipe = {key: getattr(TINY, key) for key in ("batch_size", "lr", "crop_padding", "weight_decay",
+                                                      "label_smoothing")}
+        assert {key: metadata[key] for key in recipe} == recipe
         for suffix in ["_history.json", "_confusion.png", "_misclassified.png"]:
             assert (out / f"{norm}{suffix}").stat().st_size > 0
     assert (out / "curves.png").exists() and (out / "results.json").exists()

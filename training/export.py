@@ -76,7 +76,9 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path) -> dic
         "arch": config.arch, "norm": config.norm, "parameters": count_parameters(result.model),
         "epochs": config.epochs, "train_accuracy": last["train_accuracy"], "test_accuracy": test_accuracy,
         "mean": list(MEAN), "std": list(STD), "classes": list(CLASSES), "seed": config.seed,
-        "batch_size": config.batch_size, "lr": config.lr, "train_images": config.train_subset or 50000,
+        "batch_size": config.batch_size, "lr": config.lr, "crop_padding": config.crop_padding,
+        "weight_decay": config.weight_decay, "label_smoothing": config.label_smoothing,
+        "train_images": config.train_subset or 50000,
         "train_seconds": sum(h["seconds"] for h in result.history),
     }
     output_dir = Path(output_dir)
