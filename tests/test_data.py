@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.data import DataError, Split, batches, load_split, random_crop_flip, reflect_pad
+from training.data import MEAN, STD, DataError, Split, batches, load_split, normalize, random_crop_flip, reflect_pad
 
 
 def test_real_test_split_loads_as_uint8_tensors(cifar_test: Split) -> None:
@@ -63,6 +63,28 @@ def test_crops_are_windows_of_the_padded_image_and_some_are_flipped() -> None:
         assert as_is or mirrored
         flipped += int(mirrored and not as_is)
     assert 16 < flipped < 48
+
+
+def test_crops_of_picked_images_come_from_those_images() -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    padded = reflect_pad(images, 2)
+    crops = random_crop_flip(padded, 32, generator, index=torch.tensor([5, 2, 5]))
+    assert crops.shape == (3, 3, 32, 32) and crops.is_contiguous(memory_format=torch.channels_last)
+    for crop, source in zip(crops, padded[[5, 2, 5]], strict=True):
+        windows = source.unfold(1, 32, 1).unfold(2, 32, 1)  # (3, 5, 5, 32, 32)
+        assert any((windows == candidate[:, None, None]).all(0).all(-1).all(-1).any()
+                   for candidate in (crop, crop.flip(-1)))
+
+
+def test_normalize_standardizes_each_channel_whatever_the_memory_layout() -> None:
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    expected = (images.float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    as_is = normalize(images)
+    channels_last = normalize(images.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(as_is, expected, atol=1e-5)
+    assert torch.equal(as_is, channels_last)
+    assert channels_last.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_shuffled_batches_cover_every_image_once(synthetic_split: Split) -> None:
