@@ -4,9 +4,9 @@ This pipeline: CIFAR-10 held as uint8 tensors on the device, crop/flip/normalize
 batched tensor ops, channels_last. The common pipeline: torchvision's CIFAR10 with PIL
 transforms (RandomCrop, RandomHorizontalFlip, ToTensor, Normalize) and a DataLoader
 with worker processes. Same network, batch size, optimizer and number of steps; the two
-are timed alternately, twice each, and the best round of each is compared. The training
-process keeps freed memory for reuse (as `python -m training` does), which speeds up
-both networks' steps alike; the common pipeline's workers are separate processes.
+are timed alternately, ``--rounds`` times each, and the best round of each is compared.
+The training process keeps freed memory for reuse (as `python -m training` does), which
+speeds up both networks' steps alike; the common pipeline's workers are separate processes.
 
     python benchmarks/train_throughput.py --data-dir data
 """
@@ -88,9 +88,12 @@ def main() -> None:
     parser.add_argument("--norm", default="bn")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=40, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating timed rounds per pipeline")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the common pipeline")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    if min(args.rounds, args.steps, args.batch_size) < 1:
+        parser.error("--rounds, --steps and --batch-size must be at least 1")
     device = pick_device(args.device)
     keep_freed_memory()
     torch.manual_seed(0)
@@ -102,7 +105,7 @@ def main() -> None:
     ours = project_batches(load_split(args.data_dir, train=True), args.batch_size, padding, device)
     common = common_batches(args.data_dir, args.batch_size, padding, args.workers, device)
     results: dict[str, list[float]] = {"this project": [], "common": []}
-    for _ in range(2):
+    for _ in range(args.rounds):
         results["this project"].append(time_steps(ours, ours_model, args.steps, device))
         results["common"].append(time_steps(common, common_model, args.steps, device))
     best = {name: max(rates) for name, rates in results.items()}
