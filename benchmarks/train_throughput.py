@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -58,6 +59,26 @@ def time_steps(step_batches, model: nn.Module, steps: int, device: torch.device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return seen / (time.perf_counter() - started)
+
+
+def batch_milliseconds(step_batches, steps: int, device: torch.device) -> float:
+    """Milliseconds to build one batch, without training on it."""
+    iterator = iter(step_batches)
+    next(iterator)
+    started = time.perf_counter()
+    for _ in itertools.islice(iterator, steps):
+        pass
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) * 1000 / steps
+
+
+def training_flops_per_image(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Floating-point operations of one forward and backward pass, per image."""
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model(inputs), labels).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(labels)
 
 
 def project_batches(split: Split, batch_size: int, padding: int, device: torch.device):
@@ -109,10 +130,16 @@ def main() -> None:
         results["this project"].append(time_steps(ours, ours_model, args.steps, device))
         results["common"].append(time_steps(common, common_model, args.steps, device))
     best = {name: max(rates) for name, rates in results.items()}
+    building = batch_milliseconds(ours, args.steps, device)
+    flops = training_flops_per_image(ours_model, *next(ours))
     print(f"{args.arch}/{args.norm}, batch {args.batch_size}, {args.steps} steps a round, device {device}")
     for name, rates in results.items():
         print(f"  {name:13s} {best[name]:8,.0f} img/s  (rounds: {', '.join(f'{r:,.0f}' for r in rates)})")
     print(f"  ratio: {best['this project'] / best['common']:.2f}x")
+    step = args.batch_size / best["this project"] * 1000
+    print(f"  {flops / 1e6:.1f} MFLOP per training image: this project runs at "
+          f"{flops * best['this project'] / 1e9:.0f} GFLOP/s")
+    print(f"  this project builds a batch in {building:.1f} ms, {building / step:.1%} of its {step:.0f} ms step")
 
 
 if __name__ == "__main__":
