@@ -6,7 +6,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.data import MEAN, STD, DataError, Split, batches, load_split, normalize, random_crop_flip, reflect_pad
+from training.data import (
+    MEAN,
+    STD,
+    DataError,
+    Split,
+    augmented_batches,
+    batches,
+    load_split,
+    normalize,
+    random_crop_flip,
+    reflect_pad,
+)
 
 
 def test_real_test_split_loads_as_uint8_tensors(cifar_test: Split) -> None:
@@ -85,6 +96,29 @@ def test_normalize_standardizes_each_channel_whatever_the_memory_layout() -> Non
     assert torch.allclose(as_is, expected, atol=1e-5)
     assert torch.equal(as_is, channels_last)
     assert channels_last.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_augmented_batches_match_cropping_each_image_by_hand() -> None:
+    """Pins the batches themselves: same draws, same crops, same flips, same standardization."""
+    images = torch.randint(0, 256, (21, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(21)
+    padded = reflect_pad(images, 2)
+    produced = list(augmented_batches(padded, labels, 10, torch.Generator().manual_seed(7)))
+
+    replay = torch.Generator().manual_seed(7)
+    order = torch.randperm(21, generator=replay)
+    assert len(produced) == 2  # the last batch of one image is dropped
+    for start, (batch, batch_labels) in zip((0, 10), produced, strict=True):
+        index = order[start : start + 10]
+        dy, dx = torch.randint(0, 5, (2, 10, 1), generator=replay)
+        flip = torch.rand(10, 1, generator=replay) < 0.5
+        expected = []
+        for i, image in enumerate(padded[index]):
+            crop = image[:, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32]
+            expected.append(crop.flip(-1) if flip[i] else crop)
+        assert torch.equal(batch_labels, labels[index])
+        assert torch.equal(batch, normalize(torch.stack(expected)))
+        assert batch.dtype == torch.float32 and batch.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_shuffled_batches_cover_every_image_once(synthetic_split: Split) -> None:

@@ -1,8 +1,8 @@
 """CIFAR-10 as uint8 tensors on the training device, augmented a whole batch at a time.
 
 The images are read once through ``torchvision.datasets.CIFAR10`` and then never
-leave the device: a training batch is a gather of indices, a random crop and a flip,
-all tensor ops, so there is no per-image PIL work and no worker process.
+leave the device: a training batch's random crops and flips are one gather of whole
+pixels, all tensor ops, so there is no per-image PIL work and no worker process.
 """
 
 import argparse
@@ -133,8 +133,7 @@ def random_crop_flip(
     """
     images, channels, padded_size, _ = padded.shape
     device = padded.device
-    if index is None:
-        index = torch.arange(images, device=device)
+    index = torch.arange(images, device=device) if index is None else index.to(device)
     n = len(index)
     dy, dx = torch.randint(0, padded_size - size + 1, (2, n, 1), generator=generator).to(device)
     flip = (torch.rand(n, 1, generator=generator) < 0.5).to(device)
@@ -142,7 +141,8 @@ def random_crop_flip(
     cols = torch.arange(size, device=device).expand(n, size)
     cols = torch.where(flip, size - 1 - cols, cols) + dx
     pixel = (index[:, None, None] * padded_size + rows[:, :, None]) * padded_size + cols[:, None, :]
-    # (images * H * W, C): a view when ``padded`` is channels_last, as reflect_pad makes it.
+    # (images * H * W, C): a view when ``padded`` is channels_last, as reflect_pad makes it
+    # (any other layout works, at the cost of copying all the images on every call).
     pixels = padded.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(-1, channels)
     crops = pixels.index_select(0, pixel.flatten()).view(n, size, size, channels)
     return crops.permute(0, 3, 1, 2)
