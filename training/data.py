@@ -100,7 +100,7 @@ def normalize(images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
 
     The statistics are laid out like one image in the batch's own memory format, so
     the arithmetic runs over contiguous rows: broadcasting a (3,) vector along a
-    channels_last batch would be twice as slow on a CPU.
+    channels_last batch is several times slower on a CPU.
     """
     layout = (torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
               else torch.contiguous_format)
