@@ -26,9 +26,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="largest upload accepted, e.g. 20mb (default: $MAX_UPLOAD_SIZE, else 20mb)")
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("APP_CONCURRENCY", 2)),
                         help="requests of one kind computed at the same time (default: $APP_CONCURRENCY, else 2)")
+    parser.add_argument("--file-retention", type=float, default=os.environ.get("FILE_RETENTION_SECONDS", "3600"),
+                        help="seconds an uploaded photo or a generated image is kept after its last use "
+                        "(default: $FILE_RETENTION_SECONDS, else 3600: an hour)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_NUM_THREADS", 1)),
                         help="PyTorch threads per request (default: $TORCH_NUM_THREADS, else 1)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.file_retention > 0:
+        parser.error(f"--file-retention must be a positive number of seconds (got {args.file_retention})")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,10 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from webapp.layout import CSS, build_demo, served_files
+    from webapp.output_files import FolderSweeper, temporary_folder
 
     # The models are tiny: one thread per request, and several requests side by side, use the cores best.
     torch.set_num_threads(max(1, args.threads))
-    demo = build_demo(args.checkpoint_dir)
+    demo = build_demo(args.checkpoint_dir, file_retention=args.file_retention)
+    FolderSweeper(temporary_folder(), args.file_retention).start()
     demo.queue(default_concurrency_limit=max(1, args.concurrency), max_size=256)
     demo.launch(
         server_name=args.host,

@@ -1,12 +1,29 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from training.data import Split, load_split
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gradio_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Images the app writes during the tests go to a folder of the test session's own."""
+    folder = tmp_path_factory.mktemp("gradio")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """The pixels of an image file the app handed out."""
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        return np.array(image.convert("RGB"))
 
 
 def cifar_root() -> Path | None:

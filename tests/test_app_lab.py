@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from model import NORMS
+from tests.conftest import read_png
 from webapp.inference import load_bank, predict
 from webapp.lab import EXPERIMENTS, UPLOADED, LabDemo, read_lab, section_markdown
 from webapp.layout import _example_pixels
@@ -28,7 +29,8 @@ def demo() -> LabDemo:
 
 
 def test_severity_zero_shows_the_clean_image_and_prediction(demo: LabDemo) -> None:
-    image, chart, note = demo.corrupted("ship", None, "blur", 0)
+    path, chart, note = demo.corrupted("ship", None, "blur", 0)
+    image = read_png(path)
     assert image.shape == (256, 256, 3)
     assert np.array_equal(image[::8, ::8], demo.examples["ship"])
     assert "no corruption" in note and note.count("keeps") == 3 and "<svg" in chart
@@ -37,7 +39,7 @@ def test_severity_zero_shows_the_clean_image_and_prediction(demo: LabDemo) -> No
 def test_scaling_towards_the_mean_moves_batchnorm_but_not_the_per_sample_norms(demo: LabDemo) -> None:
     pixels = demo.examples["ship"]
     clean = predict(demo.bank, pixels).probabilities
-    image, _, _ = demo.corrupted("ship", None, "scaling", 4)
+    image = read_png(demo.corrupted("ship", None, "scaling", 4)[0])
     scaled = predict(demo.bank, image[::8, ::8]).probabilities
     ship = demo.bank.classes.index("ship")
     for norm in ("gn", "ln"):  # invariant up to the rounding of pixels to integers
@@ -63,7 +65,7 @@ def test_companions_move_only_batchnorm_in_train_mode(demo: LabDemo) -> None:
 def test_uploaded_image_is_used_and_missing_upload_is_a_hint(demo: LabDemo) -> None:
     assert demo.corrupted(UPLOADED, None, "jpeg", 3)[0] is None
     assert "Upload an image" in demo.companions(UPLOADED, None, 8, 0)[1]
-    image, _, _ = demo.corrupted(UPLOADED, demo.examples["frog"].tolist(), "brightness", 0)
+    image = read_png(demo.corrupted(UPLOADED, demo.examples["frog"].tolist(), "brightness", 0)[0])
     assert np.array_equal(image[::8, ::8], demo.examples["frog"])
 
 

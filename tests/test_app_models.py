@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from model import NORMS
+from tests.conftest import read_png
 from webapp.callbacks import TOP_CLASS, Handlers
 from webapp.charts import probability_chart
 from webapp.gradcam import feature_layers, grad_cam, overlay
@@ -193,14 +194,14 @@ def test_handlers_classify_explain_and_relabel(bank: ModelBank, examples: dict[s
     preview, *labels, chart, verdict, note, timing, pixels, state = handlers.classify(
         {"path": str(examples["ship"])}, "crop", 4
     )
-    assert preview.shape == (32, 32, 3) and preview.dtype == np.uint8
+    assert np.array_equal(read_png(preview), pixels) and pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8
     assert [next(iter(label)) for label in labels] == ["ship"] * 3
     assert all(len(label) == 4 for label in labels)
     assert "All three models say <b>ship</b>" in verdict and "<svg" in chart and "ms" in timing
     assert [len(label) for label in handlers.labels(state, 10)] == [10, 10, 10]
     assert [len(label) for label in handlers.labels(state, 99)] == [10, 10, 10]  # never more than ten
     cams = handlers.explain(pixels, handlers.layers[-1].index, 0.5, TOP_CLASS)
-    assert len(cams) == 3 and all(cam.value is not None for cam in cams)
+    assert len(cams) == 3 and all(read_png(cam.value["path"]).shape == (224, 224, 3) for cam in cams)
     assert handlers.classify(None, "crop", 3)[0] is None  # a cleared input clears the outputs
 
 
@@ -231,7 +232,9 @@ def test_handlers_browse_and_inspect(bank: ModelBank, checkpoint_dir: Path) -> N
     assert len(tiles) == len(rows) <= 16 and "BN right, LN wrong" in summary
     assert all(" → " in text and text.endswith("%)") for _, text in tiles)
     image, text, chart = handlers.inspect(rows, gr.SelectData(None, {"index": 0, "value": None}))
-    assert image.shape == (32, 32, 3) and "✓ BatchNorm" in text and "✗ LayerNorm" in text and "<svg" in chart
+    assert np.array_equal(read_png(image), mistakes.images[rows[0]])
+    assert all(np.array_equal(read_png(path), mistakes.images[row]) for (path, _), row in zip(tiles, rows, strict=True))
+    assert "✓ BatchNorm" in text and "✗ LayerNorm" in text and "<svg" in chart
     with pytest.raises(gr.Error, match="Unknown class"):
         handlers.browse("bn", "unicorn", ANY, ANY, 8)
 

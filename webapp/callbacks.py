@@ -18,6 +18,7 @@ from webapp.charts import probability_chart
 from webapp.gradcam import feature_layers, grad_cam, overlay
 from webapp.inference import ModelBank, predict
 from webapp.mistakes import ANY, SHORT_NAMES, MistakeSet, agreement_choices, caption, select
+from webapp.output_files import png_file
 from webapp.preprocess import FIT_DESCRIPTIONS, FIT_MODES, ImageInputError, prepare
 
 TOP_CLASS = -1  # Grad-CAM target meaning "whatever each model ranks first"
@@ -149,7 +150,7 @@ class Handlers:
         )
         state = {norm: p.tolist() for norm, p in probabilities.items()}
         return (
-            pixels,
+            png_file(pixels),
             *self.labels(state, top_k),
             chart,
             self.verdict(probabilities),
@@ -181,7 +182,7 @@ class Handlers:
             chosen = None if target == TOP_CLASS else int(np.clip(target, 0, len(classes) - 1))
             cam, explained = grad_cam(loaded.network, loaded.normalize(pixels), index, chosen)
             label = f"Where {loaded.title} looks for “{classes[explained]}”"
-            outputs.append(gr.Image(value=overlay(pixels, cam, opacity), label=label))
+            outputs.append(gr.Image(value=png_file(overlay(pixels, cam, opacity)), label=label))
         return outputs
 
     def layer_choices(self) -> list[tuple[str, int]]:
@@ -207,7 +208,7 @@ class Handlers:
         predicted_index = _class_filter(predicted_class, mistakes.classes)
         rows = select(mistakes, norm, true_index, predicted_index, others)
         shown = rows[: max(1, int(count or 1))]
-        tiles = [(mistakes.images[row], caption(mistakes, row, norm)) for row in shown]
+        tiles = [(png_file(mistakes.images[row]), caption(mistakes, row, norm)) for row in shown]
         filters = [f"{SHORT_NAMES.get(norm, norm)} wrong" if others == ANY else descriptions[others]]
         if true_index is not None:
             filters.append(f"true class {mistakes.classes[true_index]}")
@@ -242,4 +243,4 @@ class Handlers:
                 f"true class {p[label]:.0%})"
             )
         chart = probability_chart(probabilities, mistakes.classes, true_class=label)
-        return mistakes.images[row], "\n".join(lines), chart
+        return png_file(mistakes.images[row]), "\n".join(lines), chart

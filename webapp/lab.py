@@ -20,6 +20,7 @@ from model.corruptions import CORRUPTION_TITLES, CORRUPTIONS, corrupt
 from model.coupling import probabilities_with_companions, train_mode_copy
 from webapp.charts import companion_chart, probability_chart
 from webapp.inference import ModelBank, predict
+from webapp.output_files import png_file
 from webapp.preprocess import enlarge
 from webapp.training_report import markdown_table
 
@@ -197,7 +198,7 @@ class LabDemo:
             )
         title = "no corruption" if level == 0 else f"{CORRUPTION_TITLES[corruption]}, severity {level}"
         note = f"**{title}.** " + " · ".join(lines)
-        return enlarge(changed, 8), probability_chart(prediction.probabilities, classes), note
+        return png_file(enlarge(changed, 8)), probability_chart(prediction.probabilities, classes), note
 
     def companions(self, source: Any, uploaded: Any, batch_size: Any, draw: Any) -> tuple[str, str]:
         """A chart of the image's probability in random batches, per model, and a summary."""

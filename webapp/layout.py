@@ -11,6 +11,7 @@ from webapp.callbacks import NO_CLASS, TOP_CLASS, Handlers
 from webapp.inference import ModelBank, load_bank
 from webapp.lab import EXPERIMENTS, UPLOADED, LabDemo, corruption_choices, read_lab, section_markdown
 from webapp.mistakes import ANY, MistakesError, MistakeSet, agreement_choices, load_mistakes
+from webapp.output_files import sweep_interval
 from webapp.preprocess import FIT_MODES
 from webapp.training_report import (
     explanation,
@@ -84,8 +85,12 @@ def _label_title(bank: ModelBank, norm: str) -> str:
     return f"{NORM_TITLES[norm]} · test {loaded.metadata['test_accuracy']:.1%}"
 
 
-def build_demo(checkpoint_dir: Path | str | None = None) -> gr.Blocks:
-    """Load the models and the mistakes file from ``checkpoint_dir`` and lay out the app."""
+def build_demo(checkpoint_dir: Path | str | None = None,
+               file_retention: float = 3600.0) -> gr.Blocks:
+    """Load the models and the mistakes file from ``checkpoint_dir`` and lay out the app.
+
+    Uploads and generated images are deleted ``file_retention`` seconds after their last use.
+    """
     bank = load_bank(checkpoint_dir)
     try:
         mistakes: MistakeSet | None = load_mistakes(bank.checkpoint_dir / "mistakes.npz")
@@ -99,7 +104,7 @@ def build_demo(checkpoint_dir: Path | str | None = None) -> gr.Blocks:
     lab_demo = LabDemo(bank, _example_pixels(examples), mistakes.images if mistakes is not None else None)
     lab_results = read_lab(bank.checkpoint_dir / "lab")
 
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=(sweep_interval(file_retention), file_retention)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         banner = _banner(bank, mistakes_problem)
         gr.Markdown(banner, visible=bool(banner), elem_classes="banner")

@@ -1,0 +1,96 @@
+"""The files the app writes for the page, and how long they and the visitors' uploads are kept.
+
+Images go to the page as PNG files in Gradio's temporary folder. Gradio (6.31) would write an
+array output itself, under a name taken from its content, by overwriting the file in place
+(``processing_utils.save_pil_to_cache``): when a crowd sends the same image at once, one
+request rewrites the file while another is sending it, and that download arrives cut short.
+``png_file`` writes each image whole under a temporary name and renames it into place, so a
+reader always gets a complete file; Gradio serves a path already in its folder as it is.
+
+Uploads and these images are deleted ``retention`` seconds after they were last handed out
+(Gradio's ``delete_cache``, which tracks both), and the per-file folders they leave behind
+are removed by ``FolderSweeper``, so a server running for months neither fills its disk nor
+keeps visitors' photos.
+"""
+
+import hashlib
+import io
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from gradio.utils import get_upload_folder
+from PIL import Image
+
+from model.checkpoint import atomic_write
+
+IMAGE_FOLDER = "images"
+
+
+def temporary_folder() -> Path:
+    """Gradio's folder for uploads and outputs ($GRADIO_TEMP_DIR, else <tmp>/gradio)."""
+    return Path(get_upload_folder())
+
+
+def png_file(pixels: np.ndarray) -> str:
+    """The path of a PNG of ``pixels`` (H x W x 3 uint8) in Gradio's folder, written whole.
+
+    Identical images share one file; handing it out again refreshes its age.
+    """
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    path = temporary_folder() / IMAGE_FOLDER / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    try:
+        os.utime(path)
+        return str(path)
+    except FileNotFoundError:
+        pass
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    return str(path)
+
+
+def sweep_interval(retention: float) -> float:
+    """How often expired files are looked for: a tenth of the retention, between 1 s and 10 min."""
+    return float(min(600.0, max(1.0, retention / 10)))
+
+
+def remove_empty_folders(root: Path, older_than: float) -> int:
+    """Remove the empty folders under ``root`` not modified for ``older_than`` seconds; return how many.
+
+    Gradio deletes expired files but keeps the folder each one was stored in. A folder's
+    modification time moves whenever a file goes into it, so an old empty one has received
+    nothing for the whole retention time. Gradio's own image folder stays.
+    """
+    removed = 0
+    cutoff = time.time() - older_than
+    for folder, _, files in os.walk(root, topdown=False):
+        path = Path(folder)
+        if files or path == root or path == root / IMAGE_FOLDER:
+            continue
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.rmdir()  # refuses a folder that is no longer empty
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+class FolderSweeper(threading.Thread):
+    """A daemon thread that removes the empty folders expired files leave behind in ``root``."""
+
+    def __init__(self, root: Path, retention: float) -> None:
+        super().__init__(name="folder-sweeper", daemon=True)
+        self.root = Path(root)
+        self.retention = retention
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(sweep_interval(self.retention)):
+            remove_empty_folders(self.root, self.retention)
+
+    def stop(self) -> None:
+        self.stopped.set()
