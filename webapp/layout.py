@@ -183,7 +183,10 @@ def build_demo(checkpoint_dir: Path | str | None = None,
             ).success(handlers.explain, explain_inputs, cams, api_visibility="private", show_progress="hidden")
             top_k.change(handlers.labels, [probabilities_state, top_k], labels, api_visibility="private",
                          show_progress="hidden")
-            for control in (layer, opacity, target):
+            # Public as /gradcam: an API client calls it after /classify, whose image its session keeps.
+            layer.change(handlers.explain, explain_inputs, cams, api_name="gradcam", show_progress="hidden",
+                         api_description="Grad-CAM of the last classified image: layer, opacity, class (-1: top).")
+            for control in (opacity, target):
                 control.change(handlers.explain, explain_inputs, cams, api_visibility="private",
                                show_progress="hidden")
 
