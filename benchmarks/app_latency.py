@@ -62,7 +62,7 @@ def in_process(checkpoint_dir: Path, runs: int, threads: int) -> None:
     import torch
 
     from webapp.gradcam import grad_cam, overlay
-    from webapp.inference import load_bank, predict
+    from webapp.inference import load_bank
     from webapp.preprocess import prepare
 
     torch.set_num_threads(threads)
@@ -79,16 +79,16 @@ def in_process(checkpoint_dir: Path, runs: int, threads: int) -> None:
         "4032x3024 JPEG (12 MP)": photo(4032, 3024),
     }
     pixels = prepare(uploads[f"{example.name} (32x32 PNG)"])[0]
-    print(f"\nthree models, one image's 32x32 pixels:          {summary(timed(lambda: predict(bank, pixels), runs))}")
+    print(f"\nthree models, one image's 32x32 pixels:          {summary(timed(lambda: bank.predict(pixels), runs))}")
     for name, data in uploads.items():
         count = runs if len(data) < 1_000_000 else max(runs // 5, 10)
-        times = timed(lambda data=data: predict(bank, prepare(data)[0]), count, warmup=3)
+        times = timed(lambda data=data: bank.predict(prepare(data)[0]), count, warmup=3)
         print(f"whole classification of an upload, {name:>24}: {summary(times)}")
 
     def cams() -> None:
         for loaded in bank.models.values():
             last = len(loaded.network.features) - 1
-            cam, _ = grad_cam(loaded.network, loaded.normalize(pixels), last)
+            cam, _ = grad_cam(loaded.network, loaded.input(pixels), last)
             overlay(pixels, cam, 0.5)
 
     print(f"Grad-CAM + overlay for all three models (last layer): {summary(timed(cams, max(runs // 2, 10)))}")

@@ -21,8 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model import NORMS  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
 from training.data import reflect_pad  # noqa: E402
-from training.loop import TrainConfig, keep_freed_memory, move_to, start_run, train_epoch  # noqa: E402
+from training.loop import keep_freed_memory, move_to, start_run, train_epoch  # noqa: E402
 from training.parallel import plan_jobs  # noqa: E402
 
 _barrier: Any = None  # set in each worker process by _worker_start

@@ -23,7 +23,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model import build_model  # noqa: E402
-from training.loop import TrainConfig, keep_freed_memory, make_optimizer  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.loop import keep_freed_memory, make_optimizer  # noqa: E402
 
 VARIANTS = {  # name: (channels_last, compiled, oneDNN)
     "channels_last (the training loop)": (True, False, True),

@@ -25,17 +25,16 @@ from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model import build_model  # noqa: E402
+from model import MEAN, STD, build_model  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
 from training.data import (  # noqa: E402
-    MEAN,
-    STD,
     Split,
     augmented_batches,
     default_data_dir,
     load_split,
     reflect_pad,
 )
-from training.loop import TrainConfig, keep_freed_memory, pick_device  # noqa: E402
+from training.loop import keep_freed_memory, pick_device  # noqa: E402
 
 
 def sgd_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, labels: torch.Tensor) -> None:

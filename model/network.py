@@ -1,18 +1,9 @@
-"""The CNNs, one class per architecture, each taking the normalization by name."""
+"""The CNNs, one class per architecture, each taking the normalization by name and its group count."""
 
 from torch import Tensor, nn
 
+from model.inputs import NUM_CLASSES
 from model.norms import make_norm
-
-CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
-NUM_CLASSES = len(CLASSES)
-# Per-channel statistics of the 50,000 training images, on the 0-1 scale: the networks'
-# inputs are standardized with them.
-MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
-STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 
 
 class SeedNet(nn.Module):
@@ -24,16 +15,14 @@ class SeedNet(nn.Module):
     mix channels before the pool, and c11 maps the pooled 40 channels to the 10 logits.
     """
 
-    gn_groups = 2  # divides every width (10, 20, 30, 40); 5-20 channels per group
-
-    def __init__(self, norm: str, dropout: float = 0.05) -> None:
+    def __init__(self, norm: str, groups: int, dropout: float = 0.05) -> None:
         super().__init__()
 
         def block(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(
                 nn.Conv2d(cin, cout, 3, padding=1, bias=False),
                 nn.ReLU(),
-                make_norm(norm, cout, self.gn_groups),
+                make_norm(norm, cout, groups),
                 nn.Dropout(dropout),
             )
 
@@ -90,9 +79,8 @@ class ResidualNet(nn.Module):
     """
 
     plan = ("c24p", "c32", "c32p", "r32", "c48p")
-    gn_groups = 4
 
-    def __init__(self, norm: str, plan: tuple[str, ...] | None = None) -> None:
+    def __init__(self, norm: str, groups: int, plan: tuple[str, ...] | None = None) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = 3
@@ -100,9 +88,9 @@ class ResidualNet(nn.Module):
             kind, pool = token[0], token.endswith("p")
             width = int(token[1:].rstrip("p"))
             if kind == "c":
-                layers.append(ConvNormAct(channels, width, norm, self.gn_groups, pool=pool))
+                layers.append(ConvNormAct(channels, width, norm, groups, pool=pool))
             elif kind == "r":
-                layers.append(Residual(width, norm, self.gn_groups))
+                layers.append(Residual(width, norm, groups))
             else:
                 raise ValueError(f"unknown layer {token!r} in plan")
             channels = width

@@ -1,4 +1,4 @@
-"""The one place where a normalization name becomes a layer.
+"""The normalization registry: one record per norm, the one place a norm's name becomes a layer.
 
 All three normalizations compute ``(x - mean) / sqrt(var + eps) * gamma + beta``;
 they differ only in which elements share a mean and a variance:
@@ -12,25 +12,57 @@ they differ only in which elements share a mean and a variance:
   as the other two do.)
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from torch import nn
 
-NORMS: tuple[str, ...] = ("bn", "gn", "ln")
-NORM_TITLES: dict[str, str] = {"bn": "BatchNorm", "gn": "GroupNorm", "ln": "LayerNorm"}
-# Colour-blind-safe (Okabe-Ito), so a model is one colour in every plot and panel.
-NORM_COLOURS: dict[str, str] = {"bn": "#0072B2", "gn": "#E69F00", "ln": "#009E73"}
+
+def _group_norm(channels: int, groups: int) -> nn.Module:
+    if channels % groups:
+        raise ValueError(f"GroupNorm needs groups ({groups}) to divide channels ({channels})")
+    return nn.GroupNorm(groups, channels)
+
+
+@dataclass(frozen=True)
+class Norm:
+    name: str  # what the CLI, file names and metadata call it
+    title: str  # what people read
+    short: str  # two letters, for tight labels
+    colour: str  # the same in every plot and panel
+    layer: Callable[[int, int], nn.Module]  # (channels, groups) -> the layer; only GroupNorm uses groups
+
+
+# Colours are colour-blind-safe (Okabe-Ito).
+NORMS: dict[str, Norm] = {
+    norm.name: norm
+    for norm in (
+        Norm("bn", "BatchNorm", "BN", "#0072B2", lambda channels, groups: nn.BatchNorm2d(channels)),
+        Norm("gn", "GroupNorm", "GN", "#E69F00", _group_norm),
+        Norm("ln", "LayerNorm", "LN", "#009E73", lambda channels, groups: nn.GroupNorm(1, channels)),
+    )
+}
+
+
+def norm_title(name: str) -> str:
+    """The readable name of a norm; an unknown name (say, from a foreign file) as it is."""
+    return NORMS[name].title if name in NORMS else name
+
+
+def norm_short(name: str) -> str:
+    return NORMS[name].short if name in NORMS else name
+
+
+def norm_colour(name: str) -> str:
+    """A norm's colour; grey for an unknown name."""
+    return NORMS[name].colour if name in NORMS else "#888888"
 
 
 def make_norm(norm: str, channels: int, groups: int) -> nn.Module:
-    """Return the normalization layer called ``norm`` for ``channels`` feature maps.
+    """The normalization layer called ``norm`` for ``channels`` feature maps.
 
     ``groups`` is only used by ``gn``; it must divide ``channels``.
     """
-    if norm == "bn":
-        return nn.BatchNorm2d(channels)
-    if norm == "gn":
-        if channels % groups:
-            raise ValueError(f"GroupNorm needs groups ({groups}) to divide channels ({channels})")
-        return nn.GroupNorm(groups, channels)
-    if norm == "ln":
-        return nn.GroupNorm(1, channels)
-    raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    return NORMS[norm].layer(channels, groups)

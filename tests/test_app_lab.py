@@ -8,10 +8,12 @@ import gradio as gr
 import numpy as np
 import pytest
 
+from artifacts.folder import LabFolder
+from artifacts.lab import EXPERIMENTS
 from model import NORMS
 from tests.conftest import read_png
-from webapp.inference import load_bank, predict
-from webapp.lab import EXPERIMENTS, UPLOADED, LabDemo, read_lab, section_markdown
+from webapp.inference import load_bank
+from webapp.lab import UPLOADED, LabDemo, read_lab, section_markdown
 from webapp.layout import _example_pixels
 
 CHECKPOINTS = Path(os.environ.get("CHECKPOINT_DIR", Path(__file__).resolve().parents[1] / "checkpoints"))
@@ -29,8 +31,8 @@ def demo() -> LabDemo:
 
 
 def test_severity_zero_shows_the_clean_image_and_prediction(demo: LabDemo) -> None:
-    path, chart, note = demo.corrupted("ship", None, "blur", 0)
-    image = read_png(path)
+    shown = demo.corrupted("ship", None, "blur", 0)
+    image, chart, note = read_png(shown["corrupted"]), shown["corrupted_chart"], shown["corrupted_note"]
     assert image.shape == (256, 256, 3)
     assert np.array_equal(image[::8, ::8], demo.examples["ship"])
     assert "no corruption" in note and note.count("keeps") == 3 and "<svg" in chart
@@ -38,9 +40,9 @@ def test_severity_zero_shows_the_clean_image_and_prediction(demo: LabDemo) -> No
 
 def test_scaling_towards_the_mean_moves_batchnorm_but_not_the_per_sample_norms(demo: LabDemo) -> None:
     pixels = demo.examples["ship"]
-    clean = predict(demo.bank, pixels).probabilities
-    image = read_png(demo.corrupted("ship", None, "scaling", 4)[0])
-    scaled = predict(demo.bank, image[::8, ::8]).probabilities
+    clean = demo.bank.predict(pixels).probabilities
+    image = read_png(demo.corrupted("ship", None, "scaling", 4)["corrupted"])
+    scaled = demo.bank.predict(image[::8, ::8]).probabilities
     ship = demo.bank.classes.index("ship")
     for norm in ("gn", "ln"):  # invariant up to the rounding of pixels to integers
         assert abs(scaled[norm][ship] - clean[norm][ship]) < 0.05, norm
@@ -48,7 +50,8 @@ def test_scaling_towards_the_mean_moves_batchnorm_but_not_the_per_sample_norms(d
 
 
 def test_companions_move_only_batchnorm_in_train_mode(demo: LabDemo) -> None:
-    chart, note = demo.companions("cat", None, 4, 0)
+    shown = demo.companions("cat", None, 4, 0)
+    chart, note = shown["companion_plot"], shown["companion_note"]
     assert "<svg" in chart and "BatchNorm, eval mode" in chart
     ranges = {}
     for line in note.split("\n"):
@@ -59,13 +62,13 @@ def test_companions_move_only_batchnorm_in_train_mode(demo: LabDemo) -> None:
     assert set(ranges) == set(NORMS)
     assert ranges["gn"][0] == ranges["gn"][1] and ranges["ln"][0] == ranges["ln"][1]
     assert ranges["bn"][1] - ranges["bn"][0] > 0.5  # percentage points, with random-noise companions
-    assert demo.companions("cat", None, 4, 1) != (chart, note)  # new draw, new companions
+    assert demo.companions("cat", None, 4, 1) != shown  # new draw, new companions
 
 
 def test_uploaded_image_is_used_and_missing_upload_is_a_hint(demo: LabDemo) -> None:
-    assert demo.corrupted(UPLOADED, None, "jpeg", 3)[0] is None
-    assert "Upload an image" in demo.companions(UPLOADED, None, 8, 0)[1]
-    image = read_png(demo.corrupted(UPLOADED, demo.examples["frog"].tolist(), "brightness", 0)[0])
+    assert demo.corrupted(UPLOADED, None, "jpeg", 3)["corrupted"] is None
+    assert "Upload an image" in demo.companions(UPLOADED, None, 8, 0)["companion_note"]
+    image = read_png(demo.corrupted(UPLOADED, demo.examples["frog"].tolist(), "brightness", 0)["corrupted"])
     assert np.array_equal(image[::8, ::8], demo.examples["frog"])
 
 
@@ -81,12 +84,12 @@ def test_bad_demo_inputs_are_clear_errors(demo: LabDemo, call) -> None:
 
 
 def test_out_of_range_controls_are_clamped(demo: LabDemo) -> None:
-    assert "severity 5" in demo.corrupted("ship", None, "contrast", 9)[2]
-    assert "batches of 64" in demo.companions("ship", None, 1000, 0)[1]
+    assert "severity 5" in demo.corrupted("ship", None, "contrast", 9)["corrupted_note"]
+    assert "batches of 64" in demo.companions("ship", None, 1000, 0)["companion_note"]
 
 
 def test_measured_sections_read_results_and_survive_bad_files(tmp_path: Path) -> None:
-    shipped = read_lab(CHECKPOINTS / "lab")
+    shipped = read_lab(LabFolder(CHECKPOINTS / "lab"))
     for name in EXPERIMENTS:
         text = section_markdown(name, shipped.get(name))
         assert f"python -m training.lab {name}" in text
@@ -94,7 +97,7 @@ def test_measured_sections_read_results_and_survive_bad_files(tmp_path: Path) ->
             assert "|---|" in text  # a table
     (tmp_path / "coupling.json").write_text("{not json")
     (tmp_path / "cost.json").write_text(json.dumps({"experiment": "cost", "setup": {}, "results": {"32": 5}}))
-    found = read_lab(tmp_path)
+    found = read_lab(LabFolder(tmp_path))
     assert "coupling" not in found
     assert "not in the expected form" in section_markdown("cost", found["cost"])
     assert section_markdown("robustness", None).startswith("Not measured yet")

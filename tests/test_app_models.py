@@ -16,13 +16,15 @@ import pytest
 import torch
 from PIL import Image
 
-from model import NORMS
+from artifacts.folder import CheckpointFolder
+from artifacts.mistakes import MistakesError, load_mistakes
+from model import NORMS, standardize
 from tests.conftest import read_png
-from webapp.callbacks import TOP_CLASS, Handlers
+from webapp.callbacks import CLASSIFY_OUTPUTS, LABELS, TOP_CLASS, Handlers
 from webapp.charts import probability_chart
 from webapp.gradcam import feature_layers, grad_cam, overlay
-from webapp.inference import ModelBank, load_bank, predict, predict_batch
-from webapp.mistakes import ALL_WRONG, ANY, ONLY_THIS, MistakesError, agreement_choices, caption, load_mistakes, select
+from webapp.inference import ModelBank, load_bank
+from webapp.mistakes import ALL_WRONG, ANY, ONLY_THIS, agreement_choices, caption, select
 from webapp.preprocess import enlarge, prepare
 from webapp.training_report import REFERENCE_PUBLISHED, TABLE_HEADERS, explanation, results_table
 
@@ -51,7 +53,7 @@ def examples(checkpoint_dir: Path) -> dict[str, Path]:
 
 
 def test_bank_loads_all_three(bank: ModelBank) -> None:
-    assert bank.norms == NORMS and not bank.problems
+    assert bank.norms == tuple(NORMS) and not bank.problems
     assert len(bank.classes) == 10
     for loaded in bank.models.values():
         assert not loaded.network.training
@@ -60,7 +62,7 @@ def test_bank_loads_all_three(bank: ModelBank) -> None:
 
 def test_each_model_gets_the_confident_examples_right(bank: ModelBank, examples: dict[str, Path]) -> None:
     for name, path in examples.items():
-        prediction = predict(bank, prepare(path)[0])
+        prediction = bank.predict(prepare(path)[0])
         for norm in NORMS:
             probabilities = prediction.probabilities[norm]
             assert probabilities.shape == (10,) and abs(float(probabilities.sum()) - 1) < 1e-4
@@ -72,16 +74,16 @@ def test_app_matches_the_probabilities_training_recorded(bank: ModelBank, checkp
     mistakes = load_mistakes(checkpoint_dir / "mistakes.npz")
     for column, norm in enumerate(mistakes.norms):
         recorded = mistakes.probabilities[:64, column]
-        np.testing.assert_allclose(predict_batch(bank.models[norm], mistakes.images[:64]), recorded, atol=2e-3)
-        single = predict(bank, mistakes.images[0]).probabilities[norm]
+        np.testing.assert_allclose(bank.models[norm].probabilities(mistakes.images[:64]), recorded, atol=2e-3)
+        single = bank.predict(mistakes.images[0]).probabilities[norm]
         np.testing.assert_allclose(single, recorded[0], atol=2e-3)
 
 
 def test_concurrent_predictions_match_sequential_ones(bank: ModelBank) -> None:
     images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
-    expected = [predict(bank, image).probabilities for image in images]
+    expected = [bank.predict(image).probabilities for image in images]
     with ThreadPoolExecutor(8) as pool:
-        got = list(pool.map(lambda image: predict(bank, image).probabilities, images))
+        got = list(pool.map(lambda image: bank.predict(image).probabilities, images))
     for want, have in zip(expected, got, strict=True):
         for norm in NORMS:
             np.testing.assert_allclose(have[norm], want[norm], atol=1e-6)
@@ -95,7 +97,7 @@ def test_missing_and_broken_checkpoints_leave_the_others_serving(checkpoint_dir:
     assert "python -m training --norm gn" in partial.problems["gn"]
     assert "python -m training --norm ln" in partial.problems["ln"]
     assert "does not exist" in partial.problems["ln"]
-    prediction = predict(partial, np.zeros((32, 32, 3), dtype=np.uint8))
+    prediction = partial.predict(np.zeros((32, 32, 3), dtype=np.uint8))
     assert list(prediction.probabilities) == ["bn"]
 
     from webapp.layout import build_demo
@@ -112,10 +114,10 @@ def test_grad_cam_every_layer(bank: ModelBank, examples: dict[str, Path]) -> Non
         assert len(layers) == len(loaded.network.features)
         assert layers[-1].label.startswith(f"block {len(layers)}")
         for layer in layers:
-            cam, target = grad_cam(loaded.network, loaded.normalize(pixels), layer.index)
+            cam, target = grad_cam(loaded.network, loaded.input(pixels), layer.index)
             assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1 + 1e-6
-            assert target == predict(bank, pixels).top(norm)
-        cam, target = grad_cam(loaded.network, loaded.normalize(pixels), layers[-1].index, target=3)
+            assert target == bank.predict(pixels).top(norm)
+        cam, target = grad_cam(loaded.network, loaded.input(pixels), layers[-1].index, target=3)
         assert target == 3
         assert all(p.grad is None for p in loaded.network.parameters())
 
@@ -147,7 +149,7 @@ def test_chart_is_valid_svg_with_one_bar_per_model_and_class() -> None:
 
 def test_mistakes_filters(checkpoint_dir: Path) -> None:
     mistakes = load_mistakes(checkpoint_dir / "mistakes.npz")
-    assert mistakes.norms == NORMS and len(mistakes) > 0
+    assert mistakes.norms == tuple(NORMS) and len(mistakes) > 0
     # Every stored image is wrong for some model (up to ties that float16 storage can create).
     assert (~mistakes.correct).any(axis=1).mean() > 0.99
     for column, norm in enumerate(mistakes.norms):
@@ -180,29 +182,23 @@ def test_missing_mistakes_file_says_how_to_make_it(tmp_path: Path) -> None:
         load_mistakes(tmp_path / "mistakes.npz")
 
 
-def test_mistakes_file_from_before_the_image_sheet_still_loads(checkpoint_dir: Path, tmp_path: Path) -> None:
-    current = load_mistakes(checkpoint_dir / "mistakes.npz")
-    np.savez_compressed(tmp_path / "mistakes.npz", images=current.images, labels=current.labels.astype(np.uint8),
-                        probabilities=current.probabilities.astype(np.float16), test_index=current.test_index,
-                        norms=np.array(current.norms), classes=np.array(current.classes))
-    legacy = load_mistakes(tmp_path / "mistakes.npz")
-    assert np.array_equal(legacy.images, current.images) and np.array_equal(legacy.labels, current.labels)
-
-
 def test_handlers_classify_explain_and_relabel(bank: ModelBank, examples: dict[str, Path]) -> None:
     handlers = Handlers(bank, None)
-    preview, *labels, chart, verdict, note, timing, pixels, state = handlers.classify(
-        {"path": str(examples["ship"])}, "crop", 4
-    )
+    shown = handlers.classify({"path": str(examples["ship"])}, "crop", 4)
+    assert set(shown) == set(CLASSIFY_OUTPUTS)
+    preview, pixels, state = shown["preview"], shown["pixels"], shown["probabilities"]
+    labels = [shown[LABELS[norm]] for norm in NORMS]
+    chart, verdict, timing = shown["chart"], shown["verdict"], shown["timing"]
     assert np.array_equal(read_png(preview), pixels) and pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8
     assert [next(iter(label)) for label in labels] == ["ship"] * 3
     assert all(len(label) == 4 for label in labels)
     assert "All three models say <b>ship</b>" in verdict and "<svg" in chart and "ms" in timing
-    assert [len(label) for label in handlers.labels(state, 10)] == [10, 10, 10]
-    assert [len(label) for label in handlers.labels(state, 99)] == [10, 10, 10]  # never more than ten
-    cams = handlers.explain(pixels, handlers.layers[-1].index, 0.5, TOP_CLASS)
+    assert [len(label) for label in handlers.labels(state, 10).values()] == [10, 10, 10]
+    assert [len(label) for label in handlers.labels(state, 99).values()] == [10, 10, 10]  # never more than ten
+    cams = list(handlers.explain(pixels, handlers.layers[-1].index, 0.5, TOP_CLASS).values())
     assert len(cams) == 3 and all(read_png(cam.value["path"]).shape == (224, 224, 3) for cam in cams)
-    assert handlers.classify(None, "crop", 3)[0] is None  # a cleared input clears the outputs
+    cleared = handlers.classify(None, "crop", 3)  # a cleared input clears the outputs
+    assert set(cleared) == set(CLASSIFY_OUTPUTS) and cleared["preview"] is None and cleared["label_bn"] is None
 
 
 def test_handlers_disagreement_message(bank: ModelBank) -> None:
@@ -222,16 +218,18 @@ def test_handlers_turn_bad_uploads_into_messages(bank: ModelBank, tmp_path: Path
         handlers.classify({"path": str(text)}, "zoom", 3)
     good = tmp_path / "grey.png"
     Image.new("RGB", (50, 50), (128, 128, 128)).save(good)
-    assert handlers.classify(str(good), "pad", 3)[1] is not None
+    assert handlers.classify(str(good), "pad", 3)["label_bn"] is not None
 
 
 def test_handlers_browse_and_inspect(bank: ModelBank, checkpoint_dir: Path) -> None:
     mistakes = load_mistakes(checkpoint_dir / "mistakes.npz")
     handlers = Handlers(bank, mistakes)
-    tiles, summary, rows = handlers.browse("ln", "any", "any", "bn", 16)
+    browsed = handlers.browse("ln", "any", "any", "bn", 16)
+    tiles, summary, rows = browsed["gallery"], browsed["summary"], browsed["rows"]
     assert len(tiles) == len(rows) <= 16 and "BN right, LN wrong" in summary
     assert all(" → " in text and text.endswith("%)") for _, text in tiles)
-    image, text, chart = handlers.inspect(rows, gr.SelectData(None, {"index": 0, "value": None}))
+    inspected = handlers.inspect(rows, gr.SelectData(None, {"index": 0, "value": None}))
+    image, text, chart = inspected["picked"], inspected["picked_text"], inspected["picked_chart"]
     assert np.array_equal(read_png(image), mistakes.images[rows[0]])
     assert all(np.array_equal(read_png(path), mistakes.images[row]) for (path, _), row in zip(tiles, rows, strict=True))
     assert "✓ BatchNorm" in text and "✗ LayerNorm" in text and "<svg" in chart
@@ -244,7 +242,7 @@ def test_training_report_shows_a_retrained_reference_beside_ours(tmp_path: Path)
     (tmp_path / "seed").mkdir()
     (tmp_path / "results.json").write_text(json.dumps(ours))
     (tmp_path / "seed" / "results.json").write_text(json.dumps({"bn": {"train_accuracy": 0.7, "test_accuracy": 0.6}}))
-    headers, rows = results_table(ModelBank(tmp_path))
+    headers, rows = results_table(ModelBank(CheckpointFolder(tmp_path)))
     assert headers[-1] == "Reference (retrained here)"
     assert rows[0] == ["BatchNorm", "1,000", "3", "50.00%", "25.00%", "1.5 min", "74.53% / 74.71%", "70.00% / 60.00%"]
     assert rows[1][1:6] == ["–"] * 5 and rows[1][-1] == "–"  # no GroupNorm results on either side
@@ -260,3 +258,11 @@ def test_training_report(bank: ModelBank) -> None:
         assert row[4] == f"{100 * bank.models[norm].metadata['test_accuracy']:.2f}%"
     text = explanation(bank)
     assert "(N, H, W)" in text and "(C/G, H, W)" in text and "GroupNorm(1, C)" in text and "running averages" in text
+
+
+def test_app_and_training_give_the_network_the_same_input(bank: ModelBank) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    trained_on = standardize(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+    for loaded in bank.models.values():
+        assert torch.equal(loaded.input(pixels), trained_on)
+        assert torch.equal(loaded.input(pixels[0]), trained_on[:1])

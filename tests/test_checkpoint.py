@@ -5,7 +5,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from model import CheckpointError, build_model, count_parameters, load_checkpoint, save_checkpoint
+from artifacts.weights import CheckpointError, load_checkpoint, save_checkpoint
+from model import build_model, count_parameters
 
 
 def metadata_for(model: torch.nn.Module, arch: str, norm: str) -> dict:

@@ -6,15 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from model import MEAN, STD, standardize
 from training.data import (
-    MEAN,
-    STD,
     DataError,
     Split,
     augmented_batches,
     batches,
     load_split,
-    normalize,
     random_crop_flip,
     reflect_pad,
 )
@@ -88,11 +86,11 @@ def test_crops_of_picked_images_come_from_those_images() -> None:
                    for candidate in (crop, crop.flip(-1)))
 
 
-def test_normalize_standardizes_each_channel_whatever_the_memory_layout() -> None:
+def test_standardize_standardizes_each_channel_whatever_the_memory_layout() -> None:
     images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     expected = (images.float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    as_is = normalize(images)
-    channels_last = normalize(images.contiguous(memory_format=torch.channels_last))
+    as_is = standardize(images)
+    channels_last = standardize(images.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(as_is, expected, atol=1e-5)
     assert torch.equal(as_is, channels_last)
     assert channels_last.is_contiguous(memory_format=torch.channels_last)
@@ -117,7 +115,7 @@ def test_augmented_batches_match_cropping_each_image_by_hand() -> None:
             crop = image[:, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32]
             expected.append(crop.flip(-1) if flip[i] else crop)
         assert torch.equal(batch_labels, labels[index])
-        assert torch.equal(batch, normalize(torch.stack(expected)))
+        assert torch.equal(batch, standardize(torch.stack(expected)))
         assert batch.dtype == torch.float32 and batch.is_contiguous(memory_format=torch.channels_last)
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -5,13 +6,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from model import NORMS, build_model
-from model.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from training import loop
+from model import ARCHITECTURES, NORMS, build_model
+from probes.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from training.data import Split
 from training.lab import batch_size, calibration, coupling
 from training.lab.__main__ import EXPERIMENTS, main
-from training.loop import DEFAULT_LR
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -85,8 +84,8 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     first = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                                **kwargs)
     assert set(first["runs"]) == {f"{norm}-{size}" for norm in NORMS for size in (2, 8)}
-    assert first["runs"]["bn-8"]["lr"] == pytest.approx(DEFAULT_LR["residual"]["bn"] * 8 / 256)
-    assert first["runs"]["ln-8"]["lr"] == pytest.approx(DEFAULT_LR["residual"]["ln"] * 8 / 256)
+    assert first["runs"]["bn-8"]["lr"] == pytest.approx(ARCHITECTURES["residual"].lr["bn"] * 8 / 256)
+    assert first["runs"]["ln-8"]["lr"] == pytest.approx(ARCHITECTURES["residual"].lr["ln"] * 8 / 256)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
@@ -121,7 +120,7 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
 
     # Nor is a sweep trained with another recipe (here: another crop padding).
     retrained.clear()
-    monkeypatch.setitem(loop.DEFAULT_CROP_PADDING, "residual", 3)
+    monkeypatch.setitem(ARCHITECTURES, "residual", dataclasses.replace(ARCHITECTURES["residual"], crop_padding=3))
     changed = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                                  **kwargs)
     assert retrained == [True] * (len(NORMS) * 2)

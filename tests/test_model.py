@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from model import ARCHS, NORMS, build_model, count_parameters, make_norm
-from model.image_sheet import decode_sheet, encode_sheet
+from artifacts.mistakes import decode_sheet, encode_sheet
+from model import ARCHITECTURES, NORMS, build_model, count_parameters, make_norm
 from model.network import ResidualNet
 
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 @pytest.mark.parametrize("norm", NORMS)
 def test_every_network_is_under_the_parameter_budget(arch: str, norm: str) -> None:
     assert count_parameters(build_model(arch, norm)) < 50_000
@@ -18,7 +18,7 @@ def test_seed_network_matches_the_reference_parameter_count(norm: str) -> None:
     assert count_parameters(build_model("seed", norm)) == 39_490
 
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 @pytest.mark.parametrize("norm", NORMS)
 def test_forward_gives_ten_logits_per_image(arch: str, norm: str) -> None:
     model = build_model(arch, norm).eval()
@@ -74,7 +74,7 @@ def test_unknown_names_are_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="divide"):
         make_norm("gn", 10, 4)
     with pytest.raises(ValueError, match="unknown layer"):
-        ResidualNet("bn", plan=("x16",))
+        ResidualNet("bn", 4, plan=("x16",))
 
 
 @pytest.mark.parametrize("count", [1, 64, 65, 300])

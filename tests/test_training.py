@@ -8,14 +8,14 @@ import torch
 from safetensors.torch import load_file
 
 import training.__main__ as training_cli
-from model import ARCHS, NORMS, ResidualNet, load_checkpoint, network_fingerprint
+from artifacts.mistakes import load_mistakes
+from artifacts.weights import load_checkpoint
+from model import ARCHITECTURES, NORMS, ResidualNet, network_fingerprint
 from training.__main__ import main
 from training.data import Split
 from training.evaluate import evaluate
 from training.export import export_comparison, export_norm
 from training.loop import (
-    DEFAULT_CROP_PADDING,
-    DEFAULT_LR,
     ResumeMismatch,
     TrainConfig,
     TrainingDiverged,
@@ -24,7 +24,6 @@ from training.loop import (
     train,
 )
 from training.parallel import plan_jobs
-from webapp.mistakes import load_mistakes
 
 CPU = torch.device("cpu")
 TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3)
@@ -66,7 +65,7 @@ def test_resuming_with_other_settings_is_refused(synthetic_split: Split, tmp_pat
               progress=False)
 
 
-@pytest.mark.parametrize("saved_by", ["previous plan", "moved pool", "previous plan, no fingerprint"])
+@pytest.mark.parametrize("saved_by", ["previous plan", "moved pool"])
 def test_state_of_another_network_version_is_refused_in_one_line(saved_by: str, synthetic_split: Split,
                                                                  tmp_path: Path) -> None:
     config = replace(TINY, epochs=1)
@@ -77,11 +76,9 @@ def test_state_of_another_network_version_is_refused_in_one_line(saved_by: str, 
     # or one whose weights all have the same shapes but with a pool in another place.
     moved_pool, previous = ("c24", "c32p", "c32p", "r32", "c48p"), ("c16", "c32p", "c32p", "r32", "c56p")
     plan = moved_pool if saved_by == "moved pool" else previous
-    other = ResidualNet(config.norm, plan=plan)
+    other = ResidualNet(config.norm, ARCHITECTURES[config.arch].gn_groups, plan=plan)
     state["model"] = other.state_dict()
     state["network"] = network_fingerprint(other)
-    if saved_by.endswith("no fingerprint"):
-        del state["network"]
     torch.save(state, state_file)
     with pytest.raises(ResumeMismatch, match="another version of this network.*--restart") as refused:
         train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
@@ -207,13 +204,12 @@ def test_interrupt_says_how_to_continue(restart: list[str], advice: str, tmp_pat
 
 
 def test_every_architecture_and_norm_has_a_default_learning_rate_and_crop_padding() -> None:
-    assert set(DEFAULT_LR) == set(ARCHS) == set(DEFAULT_CROP_PADDING)
-    assert all(set(rates) == set(NORMS) for rates in DEFAULT_LR.values())
-    assert TrainConfig(arch="seed", norm="ln").lr == DEFAULT_LR["seed"]["ln"]
+    assert all(set(arch.lr) == set(NORMS) for arch in ARCHITECTURES.values())
+    assert TrainConfig(arch="seed", norm="ln").lr == ARCHITECTURES["seed"].lr["ln"]
     assert TrainConfig(norm="bn", lr=0.05).lr == 0.05
     # The reference network keeps the crops its shipped checkpoints were trained with.
     assert TrainConfig(arch="seed").crop_padding == 4
-    assert TrainConfig().crop_padding == DEFAULT_CROP_PADDING["residual"]
+    assert TrainConfig().crop_padding == ARCHITECTURES["residual"].crop_padding
     assert TrainConfig(crop_padding=0).crop_padding == 0
 
 

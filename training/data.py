@@ -15,7 +15,7 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
-from model import CLASSES, MEAN, STD  # noqa: F401  (re-exported: the dataset's names and statistics)
+from model import standardize
 
 DATA_DIR_ENV = "CIFAR10_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
@@ -95,23 +95,6 @@ def load_split(root: Path, train: bool, download: bool = False) -> Split:
     return Split(images, torch.tensor(dataset.targets, dtype=torch.long))
 
 
-def normalize(images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """uint8 (N, 3, H, W) -> standardized float, with the training-set mean and std.
-
-    The statistics are laid out like one image in the batch's own memory format, so
-    the arithmetic runs over contiguous rows: broadcasting a (3,) vector along a
-    channels_last batch is several times slower on a CPU.
-    """
-    layout = (torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
-              else torch.contiguous_format)
-
-    def per_pixel(values: tuple[float, float, float]) -> Tensor:
-        column = torch.tensor(values, device=images.device, dtype=dtype).view(1, 3, 1, 1) * 255
-        return column.expand(1, 3, *images.shape[2:]).contiguous(memory_format=layout)
-
-    return (images.to(dtype) - per_pixel(MEAN)) / per_pixel(STD)
-
-
 def reflect_pad(images: Tensor, padding: int) -> Tensor:
     """Pad uint8 images by reflection once, so each epoch's crops are plain gathers.
 
@@ -160,7 +143,7 @@ def augmented_batches(
     for index, batch_labels in batches(indices, batch_size, generator):
         if len(index) == 1:  # a last batch of one image gives BatchNorm no batch statistics
             break
-        yield normalize(random_crop_flip(padded, size, generator, index)), batch_labels
+        yield standardize(random_crop_flip(padded, size, generator, index)), batch_labels
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None):

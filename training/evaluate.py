@@ -3,17 +3,18 @@
 import torch
 from torch import Tensor, nn
 
-from training.data import Split, batches, normalize
+from model import standardize
+from training.data import Split, batches
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: Tensor, batch_size: int = 1000) -> Tensor:
+def class_probabilities(model: nn.Module, images: Tensor, batch_size: int = 1000) -> Tensor:
     """Class probabilities (N, 10) for uint8 images (N, 3, 32, 32), in eval mode."""
     model.eval()
     device = next(model.parameters()).device
     outputs = []
     for start in range(0, len(images), batch_size):
-        chunk = normalize(images[start : start + batch_size].to(device))
+        chunk = standardize(images[start : start + batch_size].to(device))
         outputs.append(model(chunk.contiguous(memory_format=torch.channels_last)).float().softmax(1))
     return torch.cat(outputs)
 
@@ -25,7 +26,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> tuple[fl
     device = next(model.parameters()).device
     loss_sum, correct = 0.0, 0
     for images, labels in batches(split, batch_size):
-        logits = model(normalize(images.to(device)).contiguous(memory_format=torch.channels_last)).float()
+        logits = model(standardize(images.to(device)).contiguous(memory_format=torch.channels_last)).float()
         labels = labels.to(device)
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(1) == labels).sum().item()

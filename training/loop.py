@@ -5,7 +5,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,46 +14,11 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from artifacts.atomic import atomic_write
 from model import build_model, network_fingerprint
-from model.checkpoint import atomic_write
+from training.config import TrainConfig
 from training.data import Split, augmented_batches, reflect_pad
 from training.evaluate import evaluate
-
-# Peak learning rate per architecture and norm for batch 256, chosen from 20-epoch runs
-# (the README lists those compared; not every pair was swept): LayerNorm learns more
-# slowly at first and ends better with a lower rate, BatchNorm in the residual net with
-# a higher one.
-DEFAULT_LR: dict[str, dict[str, float]] = {
-    "residual": {"bn": 0.3, "gn": 0.2, "ln": 0.1},
-    "seed": {"bn": 0.2, "gn": 0.2, "ln": 0.1},
-}
-# Random-crop padding per architecture. The residual net underfits in 20 epochs (at padding 4
-# its train accuracy is only about a point above test), so milder crops help it: in 20-epoch
-# trials padding 2 beat padding 4 on average, by 0.1 (BN) to 0.5 (LN) points (README). The
-# reference network keeps the 4 its checkpoints were trained with.
-DEFAULT_CROP_PADDING: dict[str, int] = {"residual": 2, "seed": 4}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    arch: str = "residual"
-    norm: str = "bn"
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float | None = None  # peak learning rate; None: DEFAULT_LR for this arch and norm
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    warmup_fraction: float = 0.25
-    crop_padding: int | None = None  # None: DEFAULT_CROP_PADDING for this arch
-    seed: int = 0
-    train_subset: int | None = None  # first N training images only (tests, quick trials)
-
-    def __post_init__(self) -> None:
-        if self.lr is None and self.arch in DEFAULT_LR and self.norm in DEFAULT_LR[self.arch]:
-            object.__setattr__(self, "lr", DEFAULT_LR[self.arch][self.norm])
-        if self.crop_padding is None:
-            object.__setattr__(self, "crop_padding", DEFAULT_CROP_PADDING.get(self.arch, 4))
 
 
 class TrainingDiverged(RuntimeError):
@@ -137,23 +102,15 @@ def load_state(path: Path, config: TrainConfig, model: nn.Module) -> dict[str, A
         raise ResumeMismatch(f"{path} is not a training state. Pass --restart to start over.")
     # The network first: a state of an earlier version may also differ in settings whose
     # defaults changed with it, and matching those would not make it resumable.
-    if "network" in state:
-        other_network = state["network"] != network_fingerprint(model)
-    else:  # states saved before the fingerprint was: compare the weights' shapes
-        saved = state.get("model")
-        other_network = isinstance(saved, dict) and (
-            {name: tuple(getattr(value, "shape", ())) for name, value in saved.items()}
-            != {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-        )
-    if other_network:
+    if state.get("network") != network_fingerprint(model):
         raise ResumeMismatch(
             f"{path} holds a run of another version of this network. Pass --restart to start "
             "over, or move the file away to keep it."
         )
-    if state.get("config") != asdict(config):
+    if state.get("config") != config.as_dict():
         differences = {
             key: (state.get("config", {}).get(key), value)
-            for key, value in asdict(config).items()
+            for key, value in config.as_dict().items()
             if state.get("config", {}).get(key) != value
         }
         described = ", ".join(f"{key}: saved {old!r}, now {new!r}" for key, (old, new) in differences.items())
@@ -187,7 +144,7 @@ class Run:
 
     def state(self, config: TrainConfig, device: torch.device) -> dict[str, Any]:
         return {
-            "config": asdict(config),
+            "config": config.as_dict(),
             "network": network_fingerprint(self.model),
             "epoch": self.epoch,
             "model": {k: v.cpu() for k, v in self.model.state_dict().items()},

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from training.config import TrainConfig
 from training.data import Split, load_split
-from training.loop import TrainConfig, keep_freed_memory, train
+from training.loop import keep_freed_memory, train
 
 
 class WorkerDied(RuntimeError):

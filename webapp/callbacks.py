@@ -1,7 +1,9 @@
-"""What the page's events call: plain inputs in, component values out.
+"""What the Classify and Mistakes tabs' events call: plain inputs in, named output values out.
 
-Problems the visitor can fix (a bad upload, an impossible filter) become ``gr.Error``
-with a message saying what to do; the server carries on with the next request.
+Each handler returns ``{output name: value}``; the layout maps the names to its components
+(``webapp.layout.named``). Problems the visitor can fix (a bad upload, an impossible
+filter) become ``gr.Error`` with a message saying what to do; the server carries on with
+the next request.
 """
 
 import base64
@@ -13,16 +15,21 @@ import gradio as gr
 import numpy as np
 import torch
 
-from model import NORM_TITLES, NORMS
+from artifacts.mistakes import MistakeSet
+from model import NORMS, norm_short, norm_title
 from webapp.charts import probability_chart
 from webapp.gradcam import feature_layers, grad_cam, overlay
-from webapp.inference import ModelBank, predict
-from webapp.mistakes import ANY, SHORT_NAMES, MistakeSet, agreement_choices, caption, select
+from webapp.inference import ModelBank
+from webapp.mistakes import ANY, agreement_choices, caption, select
 from webapp.output_files import png_file
 from webapp.preprocess import FIT_DESCRIPTIONS, FIT_MODES, ImageInputError, prepare
 
 TOP_CLASS = -1  # Grad-CAM target meaning "whatever each model ranks first"
 NO_CLASS = "any"
+# Output names: one label and one Grad-CAM image per norm.
+LABELS = {norm: f"label_{norm}" for norm in NORMS}
+CAMS = {norm: f"cam_{norm}" for norm in NORMS}
+CLASSIFY_OUTPUTS = ("preview", *LABELS.values(), "chart", "verdict", "input_note", "timing", "pixels", "probabilities")
 
 
 def _upload_source(value: Any) -> str | bytes | None:
@@ -71,17 +78,17 @@ class Handlers:
 
     # ---- Classify -------------------------------------------------------------------------
 
-    def labels(self, probabilities: dict[str, Any] | None, top_k: Any) -> list[dict[str, float] | None]:
+    def labels(self, probabilities: dict[str, Any] | None, top_k: Any) -> dict[str, dict[str, float] | None]:
         """One ``gr.Label`` value per norm (``None`` for an unavailable model), top ``top_k`` classes."""
         k = _top_k(top_k)
-        values: list[dict[str, float] | None] = []
-        for norm in NORMS:
+        values: dict[str, dict[str, float] | None] = {}
+        for norm, name in LABELS.items():
             if not probabilities or norm not in probabilities:
-                values.append(None)
+                values[name] = None
                 continue
             p = np.asarray(probabilities[norm], dtype=np.float64)
             best = np.argsort(-p, kind="stable")[:k]
-            values.append({self.bank.classes[i]: float(p[i]) for i in best})
+            values[name] = {self.bank.classes[i]: float(p[i]) for i in best}
         return values
 
     def verdict(self, probabilities: dict[str, np.ndarray]) -> str:
@@ -90,7 +97,7 @@ class Handlers:
         if not tops:
             return ""
         parts = [
-            f"<b>{escape(NORM_TITLES[norm])}</b> {escape(classes[top])} ({probabilities[norm][top]:.0%})"
+            f"<b>{escape(NORMS[norm].title)}</b> {escape(classes[top])} ({probabilities[norm][top]:.0%})"
             for norm, top in tops.items()
         ]
         if len(tops) == 1:
@@ -108,18 +115,19 @@ class Handlers:
             f'<span class="verdict-detail">{" · ".join(parts)}</span></div>'
         )
 
-    def clear(self) -> tuple:
+    def clear(self) -> dict[str, Any]:
         """Empty values for the classify outputs and the Grad-CAM images."""
-        return (None, None, None, None, "", "", "", "", None, None, *[None] * len(NORMS))
+        empty = {name: None for name in (*CLASSIFY_OUTPUTS, *CAMS.values())}
+        return {**empty, "chart": "", "verdict": "", "input_note": "", "timing": ""}
 
-    def classify(self, image: Any, fit: str = "crop", top_k: Any = 3) -> tuple:
+    def classify(self, image: Any, fit: str = "crop", top_k: Any = 3) -> dict[str, Any]:
         """Uploaded file -> preview, three label values, chart, verdict, notes, and the states for later events.
 
         ``image`` is a path, or the raw value of an image input (a dict holding the upload's ``path``).
         """
         source = _upload_source(image)
         if source is None:
-            return self.clear()[: -len(NORMS)]
+            return {name: value for name, value in self.clear().items() if name in CLASSIFY_OUTPUTS}
         if fit not in FIT_MODES:
             raise gr.Error(f"Unknown fit {fit!r}; choose one of: {', '.join(FIT_MODES)}.", title="Unknown option")
         if not self.bank.models:
@@ -130,11 +138,11 @@ class Handlers:
         except ImageInputError as error:
             raise gr.Error(str(error), title="Cannot use this image", print_exception=False) from None
         prepare_seconds = time.perf_counter() - start
-        prediction = predict(self.bank, pixels)
+        prediction = self.bank.predict(pixels)
         probabilities = prediction.probabilities
         chart = probability_chart(probabilities, self.bank.classes)
         model_times = " · ".join(
-            f"{SHORT_NAMES[norm]} {1000 * seconds:.1f} ms" for norm, seconds in prediction.seconds.items()
+            f"{NORMS[norm].short} {1000 * seconds:.1f} ms" for norm, seconds in prediction.seconds.items()
         )
         total = 1000 * sum(prediction.seconds.values())
         width, height = upload.size
@@ -149,21 +157,21 @@ class Handlers:
             f"{'s' if threads > 1 else ''})."
         )
         state = {norm: p.tolist() for norm, p in probabilities.items()}
-        return (
-            png_file(pixels),
-            *self.labels(state, top_k),
-            chart,
-            self.verdict(probabilities),
-            input_note,
-            timing,
-            pixels,
-            state,
-        )
+        return {
+            "preview": png_file(pixels),
+            **self.labels(state, top_k),
+            "chart": chart,
+            "verdict": self.verdict(probabilities),
+            "input_note": input_note,
+            "timing": timing,
+            "pixels": pixels,
+            "probabilities": state,
+        }
 
-    def explain(self, pixels: np.ndarray | None, layer: Any, opacity: Any, target: Any) -> list:
+    def explain(self, pixels: np.ndarray | None, layer: Any, opacity: Any, target: Any) -> dict[str, Any]:
         """Grad-CAM overlays, one per norm (``None`` for an unavailable model)."""
         if pixels is None:
-            return [None] * len(NORMS)
+            return dict.fromkeys(CAMS.values())
         pixels = np.asarray(pixels, dtype=np.uint8)
         try:
             layer = int(layer)
@@ -172,17 +180,17 @@ class Handlers:
         except (TypeError, ValueError):
             raise gr.Error("Layer, class and opacity must be numbers.", title="Invalid option") from None
         classes = self.bank.classes
-        outputs: list = []
-        for norm in NORMS:
+        outputs: dict[str, Any] = {}
+        for norm, name in CAMS.items():
             loaded = self.bank.models.get(norm)
             if loaded is None:
-                outputs.append(gr.Image(value=None, label=f"{NORM_TITLES[norm]} (unavailable)"))
+                outputs[name] = gr.Image(value=None, label=f"{NORMS[norm].title} (unavailable)")
                 continue
             index = min(max(layer, 0), len(loaded.network.features) - 1)
             chosen = None if target == TOP_CLASS else int(np.clip(target, 0, len(classes) - 1))
-            cam, explained = grad_cam(loaded.network, loaded.normalize(pixels), index, chosen)
+            cam, explained = grad_cam(loaded.network, loaded.input(pixels), index, chosen)
             label = f"Where {loaded.title} looks for “{classes[explained]}”"
-            outputs.append(gr.Image(value=png_file(overlay(pixels, cam, opacity)), label=label))
+            outputs[name] = gr.Image(value=png_file(overlay(pixels, cam, opacity)), label=label)
         return outputs
 
     def layer_choices(self) -> list[tuple[str, int]]:
@@ -190,18 +198,18 @@ class Handlers:
 
     # ---- Mistakes -------------------------------------------------------------------------
 
-    def agreement_dropdown(self, norm: str) -> gr.Dropdown:
+    def agreement_dropdown(self, norm: str) -> dict[str, gr.Dropdown]:
         if self.mistakes is None or norm not in self.mistakes.norms:
-            return gr.Dropdown(choices=[("any", ANY)], value=ANY)
-        return gr.Dropdown(choices=agreement_choices(self.mistakes.norms, norm), value=ANY)
+            return {"others": gr.Dropdown(choices=[("any", ANY)], value=ANY)}
+        return {"others": gr.Dropdown(choices=agreement_choices(self.mistakes.norms, norm), value=ANY)}
 
-    def browse(self, norm: str, true_class: Any, predicted_class: Any, others: Any, count: Any) -> tuple:
+    def browse(self, norm: str, true_class: Any, predicted_class: Any, others: Any, count: Any) -> dict[str, Any]:
         """Gallery tiles ``(image, caption)``, a one-line summary, and the row behind each tile."""
         mistakes = self.mistakes
         if mistakes is None:
-            return [], "", []
+            return {"gallery": [], "summary": "", "rows": []}
         if norm not in mistakes.norms:
-            raise gr.Error(f"The mistakes file has no {NORM_TITLES.get(norm, norm)} predictions.", title="No data")
+            raise gr.Error(f"The mistakes file has no {norm_title(norm)} predictions.", title="No data")
         descriptions = {value: text for text, value in agreement_choices(mistakes.norms, norm)}
         others = others if others in descriptions else ANY
         true_index = _class_filter(true_class, mistakes.classes)
@@ -209,7 +217,7 @@ class Handlers:
         rows = select(mistakes, norm, true_index, predicted_index, others)
         shown = rows[: max(1, int(count or 1))]
         tiles = [(png_file(mistakes.images[row]), caption(mistakes, row, norm)) for row in shown]
-        filters = [f"{SHORT_NAMES.get(norm, norm)} wrong" if others == ANY else descriptions[others]]
+        filters = [f"{norm_short(norm)} wrong" if others == ANY else descriptions[others]]
         if true_index is not None:
             filters.append(f"true class {mistakes.classes[true_index]}")
         if predicted_index is not None:
@@ -220,16 +228,17 @@ class Handlers:
             + ("" if len(rows) else " Loosen a filter to see some.")
             + " Click one to compare the three models."
         )
-        return tiles, summary, shown.tolist()
+        return {"gallery": tiles, "summary": summary, "rows": shown.tolist()}
 
-    def inspect(self, rows: list[int] | None, evt: gr.SelectData) -> tuple:
+    def inspect(self, rows: list[int] | None, evt: gr.SelectData) -> dict[str, Any]:
         """The clicked tile with every model's probabilities."""
         mistakes = self.mistakes
+        nothing = {"picked": None, "picked_text": "", "picked_chart": ""}
         if mistakes is None or not rows or evt.index is None:
-            return None, "", ""
+            return nothing
         index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         if not 0 <= int(index) < len(rows):
-            return None, "", ""
+            return nothing
         row = rows[int(index)]
         label = int(mistakes.labels[row])
         probabilities = {norm: mistakes.probabilities[row, i] for i, norm in enumerate(mistakes.norms)}
@@ -239,8 +248,8 @@ class Handlers:
             mark = "✓" if predicted == label else "✗"
             p = mistakes.probabilities[row, i]
             lines.append(
-                f"- {mark} {NORM_TITLES.get(norm, norm)}: {mistakes.classes[predicted]} ({p[predicted]:.0%}; "
+                f"- {mark} {norm_title(norm)}: {mistakes.classes[predicted]} ({p[predicted]:.0%}; "
                 f"true class {p[label]:.0%})"
             )
         chart = probability_chart(probabilities, mistakes.classes, true_class=label)
-        return png_file(mistakes.images[row]), "\n".join(lines), chart
+        return {"picked": png_file(mistakes.images[row]), "picked_text": "\n".join(lines), "picked_chart": chart}

@@ -9,7 +9,7 @@ from html import escape
 
 import numpy as np
 
-from model import NORM_COLOURS, NORM_TITLES
+from model import norm_colour, norm_title
 
 WIDTH, HEIGHT = 760, 290
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 42, 44
@@ -55,7 +55,7 @@ def probability_chart(
             x, y = x0 + m * bar, TOP + plot_height - h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar - 1:.1f}" height="{h:.1f}" rx="1.5" '
-                f'fill="{NORM_COLOURS.get(norm, "#888")}"><title>{escape(NORM_TITLES.get(norm, norm))} · '
+                f'fill="{norm_colour(norm)}"><title>{escape(norm_title(norm))} · '
                 f"{escape(name)}: {100 * p:.1f}%</title></rect>"
             )
             if p >= 0.1:
@@ -72,9 +72,9 @@ def probability_chart(
     legend_x = LEFT
     for norm in norms:
         parts.append(
-            f'<rect x="{legend_x}" y="8" width="12" height="12" rx="2" fill="{NORM_COLOURS.get(norm, "#888")}"/>'
+            f'<rect x="{legend_x}" y="8" width="12" height="12" rx="2" fill="{norm_colour(norm)}"/>'
             f'<text x="{legend_x + 17}" y="18.5" font-size="12" fill="currentColor">'
-            f"{escape(NORM_TITLES.get(norm, norm))}</text>"
+            f"{escape(norm_title(norm))}</text>"
         )
         legend_x += 110
     parts.append(

@@ -1,25 +1,30 @@
-"""The page: four tabs (Classify, Mistakes, Training, Lab) built with gr.Blocks, and their wiring."""
+"""The page: four tabs (Classify, Mistakes, Training, Lab), one function each, and their wiring.
 
+Handlers return ``{output name: value}``; ``named`` turns that into the
+``{component: value}`` Gradio accepts, so no list of outputs has to match a tuple's order.
+"""
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from model import NORM_COLOURS, NORM_TITLES, NORMS
-from webapp.callbacks import NO_CLASS, TOP_CLASS, Handlers
+from artifacts.folder import CheckpointFolder
+from artifacts.lab import EXPERIMENTS
+from artifacts.mistakes import MistakesError, MistakeSet, load_mistakes
+from model import NORMS, norm_title
+from webapp.callbacks import CAMS, LABELS, NO_CLASS, TOP_CLASS, Handlers
 from webapp.inference import ModelBank, load_bank
-from webapp.lab import EXPERIMENTS, UPLOADED, LabDemo, corruption_choices, read_lab, section_markdown
-from webapp.mistakes import ANY, MistakesError, MistakeSet, agreement_choices, load_mistakes
+from webapp.lab import UPLOADED, LabDemo, corruption_choices, read_lab, section_markdown
+from webapp.mistakes import ANY, agreement_choices
 from webapp.output_files import sweep_interval
 from webapp.preprocess import FIT_MODES
-from webapp.training_report import (
-    explanation,
-    find_figures,
-    markdown_table,
-    reference_note,
-    results_table,
-)
+from webapp.training_report import explanation, find_figures, markdown_table, reference_note, results_table
 
 TITLE = "CIFAR-10 Normalization Lab"
 INTRO = (
@@ -52,9 +57,17 @@ CSS = """
 
 def served_files(checkpoint_dir: Path | str) -> list[str]:
     """What the page shows straight from the checkpoint folder (examples and figures), never the weights."""
-    folder = Path(checkpoint_dir).resolve()
-    figures = [*sorted(folder.glob("*.png")), *sorted((folder / "lab").glob("*.png"))]
-    return [str(folder / "examples"), *(str(path) for path in figures)]
+    return [str(path.resolve()) for path in CheckpointFolder(checkpoint_dir).shown_files()]
+
+
+def named(handler: Callable[..., dict[str, Any]], outputs: dict[str, Any]) -> Callable[..., dict[Any, Any]]:
+    """``handler`` returning ``{component: value}`` for the ``{name: value}`` it returns."""
+
+    @functools.wraps(handler)  # Gradio reads the signature (say, a gr.SelectData argument) through this
+    def by_component(*args: Any) -> dict[Any, Any]:
+        return {outputs[name]: value for name, value in handler(*args).items()}
+
+    return by_component
 
 
 def _example_pixels(paths: list[Path]) -> dict[str, np.ndarray]:
@@ -72,7 +85,7 @@ def _example_pixels(paths: list[Path]) -> dict[str, np.ndarray]:
 
 
 def _banner(bank: ModelBank, mistakes_problem: str | None) -> str:
-    lines = [f"⚠ **{NORM_TITLES[norm]} is unavailable:** {problem}" for norm, problem in bank.problems.items()]
+    lines = [f"⚠ **{NORMS[norm].title} is unavailable:** {problem}" for norm, problem in bank.problems.items()]
     if mistakes_problem:
         lines.append(f"⚠ **The Mistakes tab is empty:** {mistakes_problem}")
     return "\n\n".join(lines)
@@ -81,236 +94,279 @@ def _banner(bank: ModelBank, mistakes_problem: str | None) -> str:
 def _label_title(bank: ModelBank, norm: str) -> str:
     loaded = bank.models.get(norm)
     if loaded is None:
-        return f"{NORM_TITLES[norm]}: unavailable"
-    return f"{NORM_TITLES[norm]} · test {loaded.metadata['test_accuracy']:.1%}"
+        return f"{NORMS[norm].title}: unavailable"
+    return f"{NORMS[norm].title} · test {loaded.metadata['test_accuracy']:.1%}"
 
 
-def build_demo(checkpoint_dir: Path | str | None = None,
-               file_retention: float = 3600.0) -> gr.Blocks:
+@dataclass
+class App:
+    """What the tabs share: the loaded models, the mistakes file and the handlers."""
+
+    bank: ModelBank
+    mistakes: MistakeSet | None
+    mistakes_problem: str | None
+    handlers: Handlers
+    lab_demo: LabDemo
+
+
+def load_app(checkpoint_dir: Path | str | None) -> App:
+    bank = load_bank(checkpoint_dir)
+    try:
+        mistakes: MistakeSet | None = load_mistakes(bank.folder.mistakes)
+        mistakes_problem = None
+    except MistakesError as error:
+        mistakes, mistakes_problem = None, str(error)
+    examples = _example_pixels(bank.folder.example_files())
+    lab_demo = LabDemo(bank, examples, mistakes.images if mistakes is not None else None)
+    return App(bank, mistakes, mistakes_problem, Handlers(bank, mistakes), lab_demo)
+
+
+def classify_tab(app: App) -> gr.State:
+    """Upload or pick an image, see the three models' answers and Grad-CAM; returns the image's pixels state."""
+    handlers, bank = app.handlers, app.bank
+    examples = bank.folder.example_files()
+    with gr.Tab("Classify"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                image = gr.Image(
+                    label="Your image", type="filepath", image_mode=None, height=280,
+                    sources=["upload", "clipboard", "webcam"], elem_id="input-image",
+                )
+                if examples:
+                    gr.Examples(
+                        [[str(path)] for path in examples], inputs=[image], cache_examples=False,
+                        label="Or click a CIFAR-10 test image (one per class)", examples_per_page=10,
+                    )
+                fit = gr.Radio(
+                    [(label, key) for key, label in FIT_MODES.items()], value="crop",
+                    label="How to make it 32 × 32",
+                )
+                with gr.Row(equal_height=False):
+                    preview = gr.Image(
+                        label="What the models see", interactive=False, height=160, width=160,
+                        format="png", buttons=[], elem_classes="pixelated", min_width=160, scale=0,
+                    )
+                    input_note = gr.Markdown("The 32 × 32 pixels the models receive appear here.")
+            with gr.Column(scale=3, min_width=360):
+                verdict = gr.HTML()
+                with gr.Row():
+                    labels = {
+                        LABELS[norm]: gr.Label(label=_label_title(bank, norm), color=NORMS[norm].colour,
+                                               min_width=150)
+                        for norm in NORMS
+                    }
+                top_k = gr.Slider(1, 10, value=3, step=1, label="Classes shown per model")
+                chart = gr.HTML(label="All ten classes")
+                timing = gr.Markdown()
+        with gr.Accordion("Where did each model look? (Grad-CAM)", open=True):
+            gr.Markdown(
+                "Grad-CAM weighs the feature maps of one block by how much they raise the class score; red "
+                "marks the parts of the image that pushed the model towards that class. Early blocks show "
+                "fine detail, the last block shows what the decision rests on (at coarse resolution)."
+            )
+            with gr.Row():
+                layer = gr.Dropdown(
+                    handlers.layer_choices(), value=handlers.layers[-1].index if handlers.layers else None,
+                    label="Layer", scale=2,
+                )
+                target = gr.Dropdown(
+                    [("each model's top class", TOP_CLASS), *[(name, i) for i, name in enumerate(bank.classes)]],
+                    value=TOP_CLASS, label="Explain the class", scale=1,
+                )
+                opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heat-map opacity", scale=1)
+            with gr.Row():
+                cams = {
+                    CAMS[norm]: gr.Image(label=f"{NORMS[norm].title}", interactive=False, format="png", buttons=[],
+                                         height=240, elem_classes="pixelated")
+                    for norm in NORMS
+                }
+        pixels_state, probabilities_state = gr.State(), gr.State()
+
+    classified = {"preview": preview, **labels, "chart": chart, "verdict": verdict, "input_note": input_note,
+                  "timing": timing, "pixels": pixels_state, "probabilities": probabilities_state}
+    cleared = {**classified, **cams}
+    explain_inputs = [pixels_state, layer, opacity, target]
+    classify, explain = named(handlers.classify, classified), named(handlers.explain, cams)
+    # preprocess=False: gr.Image would decode the upload with Pillow before the handler runs, so a
+    # non-image or a decompression bomb would fail there with a generic error; the handler gets the
+    # uploaded file (already checked by Gradio to be an upload) and says exactly what is wrong.
+    # Clearing first means a rejected upload never sits next to the previous image's results.
+    image.change(
+        named(handlers.clear, cleared), None, list(cleared.values()), queue=False, show_progress="hidden",
+        api_visibility="private",
+    ).then(
+        classify, [image, fit, top_k], list(classified.values()), api_name="classify", preprocess=False,
+        api_description="Classify an image with the three models.",
+    ).success(explain, explain_inputs, list(cams.values()), api_visibility="private", show_progress="hidden")
+    fit.change(
+        classify, [image, fit, top_k], list(classified.values()), api_visibility="private", preprocess=False,
+    ).success(explain, explain_inputs, list(cams.values()), api_visibility="private", show_progress="hidden")
+    top_k.change(named(handlers.labels, labels), [probabilities_state, top_k], list(labels.values()),
+                 api_visibility="private", show_progress="hidden")
+    # Public as /gradcam: an API client calls it after /classify, whose image its session keeps.
+    layer.change(explain, explain_inputs, list(cams.values()), api_name="gradcam", show_progress="hidden",
+                 api_description="Grad-CAM of the last classified image: layer, opacity, class (-1: top).")
+    for control in (opacity, target):
+        control.change(explain, explain_inputs, list(cams.values()), api_visibility="private",
+                       show_progress="hidden")
+    return pixels_state
+
+
+def mistakes_tab(app: App, demo: gr.Blocks) -> None:
+    """The test images a model gets wrong, filtered, with every model's view of a clicked one."""
+    handlers, mistakes = app.handlers, app.mistakes
+    with gr.Tab("Mistakes"):
+        if mistakes is None:
+            gr.Markdown(f"No mistakes to show: {app.mistakes_problem}")
+            return
+        gr.Markdown(
+            f"The **{len(mistakes):,}** test images that at least one model gets wrong. Pick a model to see "
+            "its mistakes (most confident first), narrow them down, and click a tile to compare all models."
+        )
+        with gr.Row():
+            whose = gr.Radio([(norm_title(n), n) for n in mistakes.norms], value=mistakes.norms[0],
+                             label="Mistakes of")
+            others = gr.Dropdown(agreement_choices(mistakes.norms, mistakes.norms[0]), value=ANY,
+                                 label="Other models", info="e.g. images BN gets right but LN gets wrong")
+            true_class = gr.Dropdown([NO_CLASS, *mistakes.classes], value=NO_CLASS, label="True class")
+            predicted_class = gr.Dropdown([NO_CLASS, *mistakes.classes], value=NO_CLASS, label="Predicted class")
+            count = gr.Slider(8, 200, value=48, step=8, label="How many to show")
+        summary = gr.Markdown()
+        with gr.Row(equal_height=False):
+            gallery = gr.Gallery(
+                label="true → predicted (confidence)", columns=6, height=640, allow_preview=False,
+                object_fit="contain", format="png", elem_classes=["pixelated", "mistake-gallery"], scale=3,
+                buttons=[],
+            )
+            with gr.Column(scale=2, min_width=320):
+                picked = gr.Image(label="Selected image", interactive=False, format="png", buttons=[],
+                                  height=200, width=200, elem_classes="pixelated")
+                picked_text = gr.Markdown("Click a tile to see every model's probabilities for it.")
+                picked_chart = gr.HTML()
+        rows_state = gr.State([])
+    browse_inputs = [whose, true_class, predicted_class, others, count]
+    browsed = {"gallery": gallery, "summary": summary, "rows": rows_state}
+    browse = named(handlers.browse, browsed)
+    # The "other models" choices depend on the model, so they are reset before the gallery is.
+    whose.change(
+        named(handlers.agreement_dropdown, {"others": others}), whose, others, api_visibility="private",
+        queue=False,
+    ).then(browse, browse_inputs, list(browsed.values()), api_visibility="private", show_progress="hidden")
+    for control in (true_class, predicted_class, others, count):
+        control.change(browse, browse_inputs, list(browsed.values()), api_visibility="private",
+                       show_progress="hidden", trigger_mode="always_last")
+    demo.load(browse, browse_inputs, list(browsed.values()), api_visibility="private")
+    inspected = {"picked": picked, "picked_text": picked_text, "picked_chart": picked_chart}
+    gallery.select(named(handlers.inspect, inspected), rows_state, list(inspected.values()),
+                   api_visibility="private")
+
+
+def training_tab(app: App) -> None:
+    """The results beside the reference's, the curves, the confusion matrices and what each norm computes."""
+    bank = app.bank
+    figures = find_figures(bank.folder)
+    with gr.Tab("Training"):
+        gr.Markdown(
+            "### Results\nTrain accuracy is measured during the last epoch, on the augmented training "
+            "images; test accuracy on CIFAR-10's 10,000 test images. " + reference_note(bank)
+        )
+        gr.Markdown(markdown_table(*results_table(bank)))
+        if figures.curves:
+            gr.Image(str(figures.curves), label="Loss and accuracy per epoch", show_label=False,
+                     interactive=False, buttons=["fullscreen"])
+        if figures.confusion:
+            with gr.Row():
+                for norm, path in figures.confusion.items():
+                    gr.Image(str(path), label=f"{NORMS[norm].title}: confusion matrix", show_label=False,
+                             interactive=False, buttons=[])
+        gr.Markdown(explanation(bank))
+
+
+def lab_tab(app: App, demo: gr.Blocks, pixels_state: gr.State) -> None:
+    """Two live demos on one image (corruptions, batch companions), then what the lab measured."""
+    lab_demo, folder = app.lab_demo, app.bank.folder
+    lab_results = read_lab(folder.lab)
+    with gr.Tab("Lab"):
+        gr.Markdown(
+            "### Try it on one image\nThe models are the ones above; pick your image (from the Classify "
+            "tab) or an example."
+        )
+        lab_choices = lab_demo.source_choices()
+        lab_source = gr.Dropdown(lab_choices, value=lab_choices[1][1] if len(lab_choices) > 1 else UPLOADED,
+                                 label="Image")
+        with gr.Accordion("Corrupt it: does each model still see the same thing?", open=True):
+            with gr.Row():
+                corruption = gr.Dropdown(corruption_choices(), value="scaling", label="Corruption")
+                severity = gr.Slider(0, 5, value=3, step=1, label="Severity (0 = none)")
+            with gr.Row(equal_height=False):
+                corrupted = gr.Image(label="What the models see", interactive=False, format="png",
+                                     buttons=[], height=200, width=200, elem_classes="pixelated", scale=0,
+                                     min_width=200)
+                with gr.Column():
+                    corrupted_note = gr.Markdown()
+                    corrupted_chart = gr.HTML()
+        with gr.Accordion("Change its batch companions: who listens?", open=True):
+            gr.Markdown(
+                "In training mode BatchNorm normalizes with the mean and variance of the *current batch*, so "
+                "its answer for your image depends on the other images in the batch; GroupNorm and LayerNorm "
+                "normalize each image on its own. Here your image is put in 12 batches of random test "
+                "images and each model runs in training mode (no learning happens)."
+            )
+            with gr.Row():
+                companion_size = gr.Slider(2, 64, value=4, step=1, label="Batch size")
+                redraw = gr.Button("Draw new companions", variant="secondary")
+            companion_note = gr.Markdown()
+            companion_plot = gr.HTML()
+        draw_state = gr.State(0)
+
+        corrupt_inputs = [lab_source, pixels_state, corruption, severity]
+        corrupted_outputs = {"corrupted": corrupted, "corrupted_chart": corrupted_chart,
+                             "corrupted_note": corrupted_note}
+        companion_inputs = [lab_source, pixels_state, companion_size, draw_state]
+        companion_outputs = {"companion_plot": companion_plot, "companion_note": companion_note}
+        corrupt = named(lab_demo.corrupted, corrupted_outputs)
+        companions = named(lab_demo.companions, companion_outputs)
+        for control in (lab_source, corruption, severity):
+            control.change(corrupt, corrupt_inputs, list(corrupted_outputs.values()), api_visibility="private",
+                           show_progress="hidden", trigger_mode="always_last")
+        for control in (lab_source, companion_size):
+            control.change(companions, companion_inputs, list(companion_outputs.values()),
+                           api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+        redraw.click(lambda draw: int(draw or 0) + 1, draw_state, draw_state, api_visibility="private",
+                     queue=False).then(companions, companion_inputs, list(companion_outputs.values()),
+                                       api_visibility="private", show_progress="hidden")
+        # A new upload in the Classify tab becomes the Lab's image.
+        pixels_state.change(lambda pixels: UPLOADED if pixels is not None else gr.skip(), pixels_state,
+                            lab_source, api_visibility="private", queue=False).then(
+            corrupt, corrupt_inputs, list(corrupted_outputs.values()), api_visibility="private",
+            show_progress="hidden").then(
+            companions, companion_inputs, list(companion_outputs.values()), api_visibility="private",
+            show_progress="hidden")
+        demo.load(corrupt, corrupt_inputs, list(corrupted_outputs.values()), api_visibility="private")
+        demo.load(companions, companion_inputs, list(companion_outputs.values()), api_visibility="private")
+
+        gr.Markdown("### What we measured\nProduced by `python -m training.lab all`; the numbers are in "
+                    "`checkpoints/lab/*.json`.")
+        for name, experiment in EXPERIMENTS.items():
+            with gr.Accordion(experiment.title, open=experiment.open_in_app):
+                gr.Markdown(section_markdown(name, lab_results.get(name)))
+                figure_path = folder.lab.figure(name)
+                if name in lab_results and figure_path.is_file():
+                    gr.Image(str(figure_path), show_label=False, interactive=False, buttons=["fullscreen"])
+
+
+def build_demo(checkpoint_dir: Path | str | None = None, file_retention: float = 3600.0) -> gr.Blocks:
     """Load the models and the mistakes file from ``checkpoint_dir`` and lay out the app.
 
     Uploads and generated images are deleted ``file_retention`` seconds after their last use.
     """
-    bank = load_bank(checkpoint_dir)
-    try:
-        mistakes: MistakeSet | None = load_mistakes(bank.checkpoint_dir / "mistakes.npz")
-        mistakes_problem = None
-    except MistakesError as error:
-        mistakes, mistakes_problem = None, str(error)
-    handlers = Handlers(bank, mistakes)
-    examples = sorted((bank.checkpoint_dir / "examples").glob("*.png"))
-    figures = find_figures(bank.checkpoint_dir)
-    classes = list(bank.classes)
-    lab_demo = LabDemo(bank, _example_pixels(examples), mistakes.images if mistakes is not None else None)
-    lab_results = read_lab(bank.checkpoint_dir / "lab")
-
+    app = load_app(checkpoint_dir)
     with gr.Blocks(title=TITLE, delete_cache=(sweep_interval(file_retention), file_retention)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
-        banner = _banner(bank, mistakes_problem)
+        banner = _banner(app.bank, app.mistakes_problem)
         gr.Markdown(banner, visible=bool(banner), elem_classes="banner")
-
-        with gr.Tab("Classify"):
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=2, min_width=300):
-                    image = gr.Image(
-                        label="Your image", type="filepath", image_mode=None, height=280,
-                        sources=["upload", "clipboard", "webcam"], elem_id="input-image",
-                    )
-                    if examples:
-                        gr.Examples(
-                            [[str(path)] for path in examples], inputs=[image], cache_examples=False,
-                            label="Or click a CIFAR-10 test image (one per class)", examples_per_page=10,
-                        )
-                    fit = gr.Radio(
-                        [(label, key) for key, label in FIT_MODES.items()], value="crop",
-                        label="How to make it 32 × 32",
-                    )
-                    with gr.Row(equal_height=False):
-                        preview = gr.Image(
-                            label="What the models see", interactive=False, height=160, width=160,
-                            format="png", buttons=[], elem_classes="pixelated", min_width=160, scale=0,
-                        )
-                        input_note = gr.Markdown("The 32 × 32 pixels the models receive appear here.")
-                with gr.Column(scale=3, min_width=360):
-                    verdict = gr.HTML()
-                    with gr.Row():
-                        labels = [
-                            gr.Label(label=_label_title(bank, norm), color=NORM_COLOURS[norm], min_width=150)
-                            for norm in NORMS
-                        ]
-                    top_k = gr.Slider(1, 10, value=3, step=1, label="Classes shown per model")
-                    chart = gr.HTML(label="All ten classes")
-                    timing = gr.Markdown()
-            with gr.Accordion("Where did each model look? (Grad-CAM)", open=True):
-                gr.Markdown(
-                    "Grad-CAM weighs the feature maps of one block by how much they raise the class score; red "
-                    "marks the parts of the image that pushed the model towards that class. Early blocks show "
-                    "fine detail, the last block shows what the decision rests on (at coarse resolution)."
-                )
-                with gr.Row():
-                    layer = gr.Dropdown(
-                        handlers.layer_choices(), value=handlers.layers[-1].index if handlers.layers else None,
-                        label="Layer", scale=2,
-                    )
-                    target = gr.Dropdown(
-                        [("each model's top class", TOP_CLASS), *[(name, i) for i, name in enumerate(classes)]],
-                        value=TOP_CLASS, label="Explain the class", scale=1,
-                    )
-                    opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heat-map opacity", scale=1)
-                with gr.Row():
-                    cams = [
-                        gr.Image(label=f"{NORM_TITLES[norm]}", interactive=False, format="png", buttons=[],
-                                 height=240, elem_classes="pixelated")
-                        for norm in NORMS
-                    ]
-            pixels_state, probabilities_state = gr.State(), gr.State()
-
-            classify_outputs = [preview, *labels, chart, verdict, input_note, timing, pixels_state, probabilities_state]
-            explain_inputs = [pixels_state, layer, opacity, target]
-            # preprocess=False: gr.Image would decode the upload with Pillow before the handler runs, so a
-            # non-image or a decompression bomb would fail there with a generic error; the handler gets the
-            # uploaded file (already checked by Gradio to be an upload) and says exactly what is wrong.
-            # Clearing first means a rejected upload never sits next to the previous image's results.
-            image.change(
-                handlers.clear, None, [*classify_outputs, *cams], queue=False, show_progress="hidden",
-                api_visibility="private",
-            ).then(
-                handlers.classify, [image, fit, top_k], classify_outputs, api_name="classify", preprocess=False,
-                api_description="Classify an image with the three models.",
-            ).success(handlers.explain, explain_inputs, cams, api_visibility="private", show_progress="hidden")
-            fit.change(
-                handlers.classify, [image, fit, top_k], classify_outputs, api_visibility="private", preprocess=False,
-            ).success(handlers.explain, explain_inputs, cams, api_visibility="private", show_progress="hidden")
-            top_k.change(handlers.labels, [probabilities_state, top_k], labels, api_visibility="private",
-                         show_progress="hidden")
-            # Public as /gradcam: an API client calls it after /classify, whose image its session keeps.
-            layer.change(handlers.explain, explain_inputs, cams, api_name="gradcam", show_progress="hidden",
-                         api_description="Grad-CAM of the last classified image: layer, opacity, class (-1: top).")
-            for control in (opacity, target):
-                control.change(handlers.explain, explain_inputs, cams, api_visibility="private",
-                               show_progress="hidden")
-
-        with gr.Tab("Mistakes"):
-            if mistakes is None:
-                gr.Markdown(f"No mistakes to show: {mistakes_problem}")
-            else:
-                gr.Markdown(
-                    f"The **{len(mistakes):,}** test images that at least one model gets wrong. Pick a model to see "
-                    "its mistakes (most confident first), narrow them down, and click a tile to compare all models."
-                )
-                with gr.Row():
-                    whose = gr.Radio([(NORM_TITLES[n], n) for n in mistakes.norms], value=mistakes.norms[0],
-                                     label="Mistakes of")
-                    others = gr.Dropdown(agreement_choices(mistakes.norms, mistakes.norms[0]), value=ANY,
-                                         label="Other models", info="e.g. images BN gets right but LN gets wrong")
-                    true_class = gr.Dropdown([NO_CLASS, *mistakes.classes], value=NO_CLASS, label="True class")
-                    predicted_class = gr.Dropdown([NO_CLASS, *mistakes.classes], value=NO_CLASS,
-                                                  label="Predicted class")
-                    count = gr.Slider(8, 200, value=48, step=8, label="How many to show")
-                summary = gr.Markdown()
-                with gr.Row(equal_height=False):
-                    gallery = gr.Gallery(
-                        label="true → predicted (confidence)", columns=6, height=640, allow_preview=False,
-                        object_fit="contain", format="png", elem_classes=["pixelated", "mistake-gallery"], scale=3,
-                        buttons=[],
-                    )
-                    with gr.Column(scale=2, min_width=320):
-                        picked = gr.Image(label="Selected image", interactive=False, format="png", buttons=[],
-                                          height=200, width=200, elem_classes="pixelated")
-                        picked_text = gr.Markdown("Click a tile to see every model's probabilities for it.")
-                        picked_chart = gr.HTML()
-                rows_state = gr.State([])
-                browse_inputs = [whose, true_class, predicted_class, others, count]
-                browse_outputs = [gallery, summary, rows_state]
-                # The "other models" choices depend on the model, so they are reset before the gallery is.
-                whose.change(
-                    handlers.agreement_dropdown, whose, others, api_visibility="private", queue=False,
-                ).then(handlers.browse, browse_inputs, browse_outputs, api_visibility="private", show_progress="hidden")
-                for control in (true_class, predicted_class, others, count):
-                    control.change(handlers.browse, browse_inputs, browse_outputs, api_visibility="private",
-                                   show_progress="hidden", trigger_mode="always_last")
-                demo.load(handlers.browse, browse_inputs, browse_outputs, api_visibility="private")
-                gallery.select(handlers.inspect, rows_state, [picked, picked_text, picked_chart],
-                               api_visibility="private")
-
-        with gr.Tab("Training"):
-            gr.Markdown(
-                "### Results\nTrain accuracy is measured during the last epoch, on the augmented training "
-                "images; test accuracy on CIFAR-10's 10,000 test images. " + reference_note(bank)
-            )
-            gr.Markdown(markdown_table(*results_table(bank)))
-            if figures.curves:
-                gr.Image(str(figures.curves), label="Loss and accuracy per epoch", show_label=False,
-                         interactive=False, buttons=["fullscreen"])
-            if figures.confusion:
-                with gr.Row():
-                    for norm, path in figures.confusion.items():
-                        gr.Image(str(path), label=f"{NORM_TITLES[norm]}: confusion matrix", show_label=False,
-                                 interactive=False, buttons=[])
-            gr.Markdown(explanation(bank))
-
-        with gr.Tab("Lab"):
-            gr.Markdown(
-                "### Try it on one image\nThe models are the ones above; pick your image (from the Classify "
-                "tab) or an example."
-            )
-            lab_choices = lab_demo.source_choices()
-            lab_source = gr.Dropdown(lab_choices, value=lab_choices[1][1] if len(lab_choices) > 1 else UPLOADED,
-                                     label="Image")
-            with gr.Accordion("Corrupt it: does each model still see the same thing?", open=True):
-                with gr.Row():
-                    corruption = gr.Dropdown(corruption_choices(), value="scaling", label="Corruption")
-                    severity = gr.Slider(0, 5, value=3, step=1, label="Severity (0 = none)")
-                with gr.Row(equal_height=False):
-                    corrupted = gr.Image(label="What the models see", interactive=False, format="png",
-                                         buttons=[], height=200, width=200, elem_classes="pixelated", scale=0,
-                                         min_width=200)
-                    with gr.Column():
-                        corrupted_note = gr.Markdown()
-                        corrupted_chart = gr.HTML()
-            with gr.Accordion("Change its batch companions: who listens?", open=True):
-                gr.Markdown(
-                    "In training mode BatchNorm normalizes with the mean and variance of the *current batch*, so "
-                    "its answer for your image depends on the other images in the batch; GroupNorm and LayerNorm "
-                    "normalize each image on its own. Here your image is put in 12 batches of random test "
-                    "images and each model runs in training mode (no learning happens)."
-                )
-                with gr.Row():
-                    companion_size = gr.Slider(2, 64, value=4, step=1, label="Batch size")
-                    redraw = gr.Button("Draw new companions", variant="secondary")
-                companion_note = gr.Markdown()
-                companion_plot = gr.HTML()
-            draw_state = gr.State(0)
-
-            corrupt_inputs = [lab_source, pixels_state, corruption, severity]
-            corrupt_outputs = [corrupted, corrupted_chart, corrupted_note]
-            companion_inputs = [lab_source, pixels_state, companion_size, draw_state]
-            companion_outputs = [companion_plot, companion_note]
-            for control in (lab_source, corruption, severity):
-                control.change(lab_demo.corrupted, corrupt_inputs, corrupt_outputs, api_visibility="private",
-                               show_progress="hidden", trigger_mode="always_last")
-            for control in (lab_source, companion_size):
-                control.change(lab_demo.companions, companion_inputs, companion_outputs, api_visibility="private",
-                               show_progress="hidden", trigger_mode="always_last")
-            redraw.click(lambda draw: int(draw or 0) + 1, draw_state, draw_state, api_visibility="private",
-                         queue=False).then(lab_demo.companions, companion_inputs, companion_outputs,
-                                           api_visibility="private", show_progress="hidden")
-            # A new upload in the Classify tab becomes the Lab's image.
-            pixels_state.change(lambda pixels: UPLOADED if pixels is not None else gr.skip(), pixels_state,
-                                lab_source, api_visibility="private", queue=False).then(
-                lab_demo.corrupted, corrupt_inputs, corrupt_outputs, api_visibility="private",
-                show_progress="hidden").then(
-                lab_demo.companions, companion_inputs, companion_outputs, api_visibility="private",
-                show_progress="hidden")
-            demo.load(lab_demo.corrupted, corrupt_inputs, corrupt_outputs, api_visibility="private")
-            demo.load(lab_demo.companions, companion_inputs, companion_outputs, api_visibility="private")
-
-            gr.Markdown("### What we measured\nProduced by `python -m training.lab all`; the numbers are in "
-                        "`checkpoints/lab/*.json`.")
-            for name, title in EXPERIMENTS.items():
-                with gr.Accordion(title, open=name in ("batch_size", "coupling", "robustness")):
-                    gr.Markdown(section_markdown(name, lab_results.get(name)))
-                    figure_path = bank.checkpoint_dir / "lab" / f"{name}.png"
-                    if name in lab_results and figure_path.is_file():
-                        gr.Image(str(figure_path), show_label=False, interactive=False, buttons=["fullscreen"])
+        pixels_state = classify_tab(app)
+        mistakes_tab(app, demo)
+        training_tab(app)
+        lab_tab(app, demo, pixels_state)
     return demo

@@ -24,7 +24,7 @@ import numpy as np
 from gradio.utils import get_upload_folder
 from PIL import Image
 
-from model.checkpoint import atomic_write
+from artifacts.atomic import atomic_write
 
 IMAGE_FOLDER = "images"
 

@@ -1,13 +1,14 @@
 """The Training tab's content: results next to the reference's, the figures, and what each norm computes."""
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from model import NORM_TITLES, NORMS
+from artifacts.folder import CheckpointFolder
+from artifacts.results import read_results
+from model import NORMS
 from webapp.gradcam import feature_layers
 from webapp.inference import ModelBank
 
@@ -28,15 +29,6 @@ class Figures:
     confusion: dict[str, Path]  # norm -> PNG
 
 
-def read_results(folder: Path) -> dict[str, dict[str, Any]]:
-    """``results.json`` of a checkpoint folder ({norm: metadata}), or {} if absent or unreadable."""
-    try:
-        results = json.loads((folder / "results.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return results if isinstance(results, dict) else {}
-
-
 def _minutes(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)):
         return "–"
@@ -53,14 +45,14 @@ def results_table(bank: ModelBank) -> tuple[list[str], list[list[str]]]:
 
     The "retrained here" column appears only when ``checkpoints/seed/results.json`` exists.
     """
-    ours = read_results(bank.checkpoint_dir) or {norm: loaded.metadata for norm, loaded in bank.models.items()}
-    retrained = read_results(bank.checkpoint_dir / "seed")
+    ours = read_results(bank.folder.results) or {norm: loaded.metadata for norm, loaded in bank.models.items()}
+    retrained = read_results(bank.folder.reference.results)
     rows = []
     for norm in NORMS:
         mine, theirs = ours.get(norm, {}), retrained.get(norm)
         published_train, published_test = REFERENCE_PUBLISHED[norm]
         rows.append([
-            NORM_TITLES[norm],
+            NORMS[norm].title,
             f"{mine['parameters']:,}" if "parameters" in mine else "–",
             str(mine.get("epochs", "–")),
             _percent(mine, "train_accuracy"),
@@ -85,7 +77,7 @@ def reference_note(bank: ModelBank) -> str:
         f"The reference is the network this project started from ({REFERENCE_PARAMETERS:,} parameters), shown as "
         f"train / test accuracy; its published numbers are after {REFERENCE_EPOCHS} epochs."
     )
-    retrained = read_results(bank.checkpoint_dir / "seed")
+    retrained = read_results(bank.folder.reference.results)
     if retrained:
         first = next(iter(retrained.values()))
         note += (
@@ -95,9 +87,9 @@ def reference_note(bank: ModelBank) -> str:
     return note
 
 
-def find_figures(folder: Path) -> Figures:
-    curves = folder / "curves.png"
-    confusion = {norm: folder / f"{norm}_confusion.png" for norm in NORMS}
+def find_figures(folder: CheckpointFolder) -> Figures:
+    curves = folder.curves
+    confusion = {norm: folder.confusion(norm) for norm in NORMS}
     return Figures(curves if curves.is_file() else None, {n: p for n, p in confusion.items() if p.is_file()})
 
 

@@ -1,18 +1,26 @@
-"""python -m training.lab <experiment>: run lab experiments and write checkpoints/lab/."""
+"""python -m training.lab <experiment>: run lab experiments and write checkpoints/lab/.
+
+The experiments are registered once, in ``artifacts.lab.EXPERIMENTS``; each names the
+module whose ``run(context)`` measures it and whose ``figure(measured)`` draws it.
+"""
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
 
-from model import CheckpointError
-from training.data import DataError, Split, add_data_arguments, default_data_dir, load_split
+from artifacts.folder import DEFAULT_CHECKPOINT_DIR, CheckpointFolder, LabFolder
+from artifacts.lab import EXPERIMENTS, write_lab_results
+from artifacts.weights import CheckpointError
+from training.data import DataError, add_data_arguments, default_data_dir, load_split
 from training.export import OutputError, check_writable
-from training.lab import batch_size, calibration, cost, coupling, robustness
-from training.lab.common import load_models, write_results
-from training.loop import ResumeMismatch, TrainingDiverged, keep_freed_memory, pick_device
+from training.figures import figure_png
+from training.lab.batch_size import BATCH_SIZES
+from training.lab.context import LabContext
+from training.loop import ResumeMismatch, TrainingDiverged, keep_freed_memory
 
-EXPERIMENTS = ("batch_size", "coupling", "robustness", "calibration", "cost")
+TRAINS = {"batch_size"}  # experiments that train networks, and so need the training images
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -20,13 +28,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m training.lab",
         description="Measure how BatchNorm, GroupNorm and LayerNorm differ, on the trained models "
         "(coupling, robustness, calibration), on fresh networks (cost) or by training new ones "
-        "(batch_size). Each experiment writes <name>.json and <name>.png to --output-dir.",
+        "(batch_size). Each experiment writes <name>.json and <name>.png to --output-dir. "
+        + " ".join(f"{name}: {experiment.summary}." for name, experiment in EXPERIMENTS.items()),
     )
     parser.add_argument("experiment", choices=[*EXPERIMENTS, "all"], help="which experiment to run")
     add_data_arguments(parser)
-    parser.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"),
+    parser.add_argument("--checkpoint-dir", type=Path, default=DEFAULT_CHECKPOINT_DIR,
                         help="where the trained bn/gn/ln models are (default: checkpoints)")
-    parser.add_argument("--output-dir", type=Path, default=Path("checkpoints/lab"),
+    parser.add_argument("--output-dir", type=Path, default=CheckpointFolder(DEFAULT_CHECKPOINT_DIR).lab.root,
                         help="where results go (default: checkpoints/lab)")
     parser.add_argument("--state-dir", type=Path, default=Path("runs/lab"),
                         help="resume state of the batch-size sweep's training runs (default: runs/lab)")
@@ -36,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-images", type=int, default=10_000,
                         help="batch_size: training images per run (default 10,000)")
     parser.add_argument("--epochs", type=int, default=5, help="batch_size: epochs per run (default 5)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(batch_size.BATCH_SIZES),
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES),
                         help="batch_size: the batch sizes to train at (default: 2 8 32 128)")
     parser.add_argument("--probes", type=int, default=100, help="coupling: test images to probe (default 100)")
     parser.add_argument("--rounds", type=int, default=5, help="cost: timing rounds (default 5)")
@@ -55,33 +64,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_experiment(name: str, args: argparse.Namespace, data: dict[str, Split]) -> None:
+def run_experiment(name: str, context: LabContext) -> None:
     started = time.perf_counter()
     print(f"{name}:", flush=True)
-    if name == "cost":
-        measured = cost.measure(pick_device(args.device), rounds=args.rounds)
-        figure = cost.figure(measured)
-    elif name == "batch_size":
-        measured = batch_size.measure(
-            data["train"], data["test"], pick_device(args.device), args.output_dir, args.state_dir,
-            batch_sizes=tuple(args.batch_sizes), train_images=args.train_images, epochs=args.epochs,
-            restart=args.restart, progress=not args.no_progress,
-        )
-        figure = batch_size.figure(measured)
-    else:
-        models = load_models(args.checkpoint_dir)
-        if name == "coupling":
-            measured = coupling.measure(models, data["test"], probes=args.probes)
-            figure = coupling.figure(measured)
-        elif name == "robustness":
-            measured = robustness.measure(models, data["test"])
-            figure = robustness.figure(measured)
-        else:
-            measured = calibration.measure(models, data["test"])
-            figure = calibration.figure(measured)
+    module = importlib.import_module(EXPERIMENTS[name].module)
+    measured = module.run(context)
     measured["setup"]["seconds"] = round(time.perf_counter() - started, 1)
-    path = write_results(args.output_dir, name, measured, figure)
-    print(f"{name}: wrote {path} and {path.with_suffix('.png')} ({time.perf_counter() - started:,.0f}s)")
+    folder = LabFolder(context.args.output_dir)
+    write_lab_results(folder, name, measured, figure_png(module.figure(measured)))
+    print(f"{name}: wrote {folder.results(name)} and {folder.figure(name)} ({time.perf_counter() - started:,.0f}s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,14 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     try:
         check_writable(args.output_dir)
-        data: dict[str, Split] = {}
+        context = LabContext(args)
         if any(name != "cost" for name in names):
             data_dir = args.data_dir or default_data_dir()
-            data["test"] = load_split(data_dir, train=False, download=args.download).subset(args.test_images)
-            if "batch_size" in names:
-                data["train"] = load_split(data_dir, train=True)
+            context.data["test"] = load_split(data_dir, train=False, download=args.download).subset(args.test_images)
+            if TRAINS & set(names):
+                context.data["train"] = load_split(data_dir, train=True)
         for name in names:
-            run_experiment(name, args, data)
+            run_experiment(name, context)
     except (DataError, CheckpointError, OutputError, ResumeMismatch, TrainingDiverged, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

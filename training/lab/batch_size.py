@@ -3,7 +3,7 @@
 Each norm is trained from scratch at each batch size with the same images, epochs and
 one-cycle schedule; the peak learning rate scales linearly with the batch size
 (Goyal et al., 2017) from each norm's rate at batch 256:
-``lr = DEFAULT_LR[arch][norm] * batch_size / 256``. To fit a laptop CPU this trains on a
+``lr = ARCHITECTURES[arch].lr[norm] * batch_size / 256``. To fit a laptop CPU this trains on a
 subset of the training set for a few epochs, and says so in its results.
 
 Finished runs are kept in the results file and skipped when the command is run
@@ -11,17 +11,19 @@ again, and each run keeps per-epoch resume state, so an interrupted sweep contin
 """
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from model import NORM_COLOURS, NORM_TITLES, NORMS, build_model, count_parameters, network_fingerprint
+from artifacts.folder import LabFolder
+from artifacts.lab import write_lab_results
+from model import ARCHITECTURES, NORMS, build_model, count_parameters, network_fingerprint
+from training.config import TrainConfig
 from training.data import Split
-from training.export import pyplot
-from training.lab.common import write_results
-from training.loop import DEFAULT_LR, TrainConfig, train
+from training.figures import pyplot
+from training.lab.context import LabContext
+from training.loop import train
 
 BATCH_SIZES = (2, 8, 32, 128)
 NAME = "batch_size"
@@ -30,6 +32,13 @@ NAME = "batch_size"
 def run_key(norm: str, batch_size: int) -> str:
     return f"{norm}-{batch_size}"
 
+
+
+def run(context: LabContext) -> dict[str, Any]:
+    args = context.args
+    return measure(context.data["train"], context.data["test"], context.device, args.output_dir, args.state_dir,
+                   batch_sizes=tuple(args.batch_sizes), train_images=args.train_images, epochs=args.epochs,
+                   restart=args.restart, progress=not args.no_progress)
 
 def measure(train_split: Split, test_split: Split, device: torch.device, output_dir: Path, state_dir: Path,
             batch_sizes: tuple[int, ...] = BATCH_SIZES, train_images: int = 10_000, epochs: int = 5,
@@ -41,12 +50,13 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
     # The training recipe too (crop padding, weight decay, ...): runs made under another
     # recipe measure something else.
     per_run = {"arch", "norm", "epochs", "batch_size", "lr", "seed", "train_subset"}
-    recipe = {key: value for key, value in asdict(TrainConfig(arch=arch)).items() if key not in per_run}
+    recipe = {key: value for key, value in TrainConfig(arch=arch).as_dict().items() if key not in per_run}
     setup = {"arch": arch, "network": network_fingerprint(network), "parameters": count_parameters(network),
-             "train_images": train_images, "epochs": epochs, "base_lr": dict(DEFAULT_LR[arch]),
+             "train_images": train_images, "epochs": epochs, "base_lr": dict(ARCHITECTURES[arch].lr),
              "lr_rule": "base_lr[norm] * batch_size / 256", "batch_sizes": list(batch_sizes), "seed": seed,
              "recipe": recipe, "test_images": len(test_split)}
-    runs, other_setup = _finished_runs(output_dir / f"{NAME}.json", setup)
+    lab = LabFolder(output_dir)
+    runs, other_setup = _finished_runs(lab.results(NAME), setup)
     # Resume state saved under another setup (say, another test set) would hand back that
     # setup's results, so such a sweep starts every run afresh.
     restart = restart or other_setup
@@ -58,8 +68,8 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
             if key in runs:
                 print(f"  {key}: already measured, {runs[key]['test_accuracy']:.2%}")
                 continue
-            config = TrainConfig(arch=arch, norm=norm, epochs=epochs, batch_size=batch_size,
-                                 lr=DEFAULT_LR[arch][norm] * batch_size / 256, seed=seed, train_subset=train_images)
+            config = TrainConfig(arch=arch, norm=norm, epochs=epochs, batch_size=batch_size, seed=seed,
+                                 lr=ARCHITECTURES[arch].lr[norm] * batch_size / 256, train_subset=train_images)
             result = train(config, train_split, test_split, device, state_dir / key, restart=restart,
                            progress=progress)
             last = result.history[-1]
@@ -69,7 +79,7 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
                 "seconds": sum(h["seconds"] for h in result.history),
             }
             # Written after every run, so an interrupted sweep keeps what it finished.
-            write_results(output_dir, NAME, {"setup": setup, "runs": runs})
+            write_lab_results(lab, NAME, {"setup": setup, "runs": runs})
     return {"setup": setup, "runs": runs}
 
 
@@ -93,8 +103,8 @@ def figure(measured: dict[str, Any]):
     for norm in NORMS:
         points = sorted((r["batch_size"], r["test_accuracy"]) for r in runs.values() if r["norm"] == norm)
         if points:
-            axis.plot([b for b, _ in points], [100 * a for _, a in points], "o-", color=NORM_COLOURS[norm],
-                      label=NORM_TITLES[norm])
+            axis.plot([b for b, _ in points], [100 * a for _, a in points], "o-", color=NORMS[norm].colour,
+                      label=NORMS[norm].title)
     axis.set_xscale("log", base=2)
     axis.set_xticks(setup["batch_sizes"], [str(b) for b in setup["batch_sizes"]])
     axis.set_xlabel("batch size (learning rate scaled linearly)")

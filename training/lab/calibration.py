@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from model import NORM_COLOURS, NORM_TITLES
+from model import NORMS
 from training.data import Split
-from training.evaluate import predict
-from training.export import pyplot
+from training.evaluate import class_probabilities
+from training.figures import pyplot
+from training.lab.context import LabContext
 
 BINS = 15
 
@@ -37,11 +38,16 @@ def reliability(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = B
     }
 
 
+
+def run(context: LabContext) -> dict[str, Any]:
+    return measure(context.models, context.data["test"])
+
 def measure(models: dict[str, nn.Module], test: Split) -> dict[str, Any]:
     labels = test.labels.cpu()
     return {
         "setup": {"test_images": len(test), "bins": BINS},
-        "results": {norm: reliability(predict(model, test.images).cpu(), labels) for norm, model in models.items()},
+        "results": {norm: reliability(class_probabilities(model, test.images).cpu(), labels)
+                    for norm, model in models.items()},
     }
 
 
@@ -54,9 +60,9 @@ def figure(measured: dict[str, Any]):
         bins = result["bins"]
         filled = [i for i, n in enumerate(bins["count"]) if n > 0]
         axis.bar([edges[i].item() for i in filled], [bins["accuracy"][i] for i in filled], width=1 / BINS,
-                 align="edge", color=NORM_COLOURS[norm], edgecolor="black", linewidth=0.4, label="accuracy")
+                 align="edge", color=NORMS[norm].colour, edgecolor="black", linewidth=0.4, label="accuracy")
         axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-        axis.set_title(f"{NORM_TITLES[norm]}: ECE {result['ece']:.2%}", fontsize=10)
+        axis.set_title(f"{NORMS[norm].title}: ECE {result['ece']:.2%}", fontsize=10)
         axis.set_xlabel("confidence")
         axis.set_xlim(0, 1)
         axis.set_ylim(0, 1)

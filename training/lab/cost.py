@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from model import NORM_COLOURS, NORM_TITLES, NORMS, build_model, count_parameters
-from training.export import pyplot
+from model import NORMS, build_model, count_parameters
+from training.figures import pyplot
+from training.lab.context import LabContext
 
 
 def saved_for_backward_bytes(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> int:
@@ -42,6 +43,10 @@ def train_step(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> 
     model.zero_grad(set_to_none=True)
     nn.functional.cross_entropy(model(inputs), labels).backward()
 
+
+
+def run(context: LabContext) -> dict[str, Any]:
+    return measure(context.device, rounds=context.args.rounds)
 
 def measure(device: torch.device, arch: str = "residual", batch_sizes: tuple[int, ...] = (32, 256),
             rounds: int = 5, steps: int = 5) -> dict[str, Any]:
@@ -114,7 +119,7 @@ def figure(measured: dict[str, Any]):
         for offset, norm in enumerate(NORMS):
             values = [results[b][norm][key] for b in batch_sizes]
             bars = axis.bar([i + (offset - 1) * width for i in range(len(batch_sizes))], values, width,
-                            color=NORM_COLOURS[norm], label=NORM_TITLES[norm])
+                            color=NORMS[norm].colour, label=NORMS[norm].title)
             for bar, value in zip(bars, values, strict=True):
                 axis.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, value), ha="center",
                               va="bottom", fontsize=7)

@@ -11,19 +11,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from model import NORM_COLOURS, NORM_TITLES
-from model.coupling import companion_sweep, train_mode_copy
-from training.data import Split, normalize
-from training.export import pyplot
+from model import NORMS
+from probes.coupling import companion_sweep, train_mode_copy
+from training.data import Split
+from training.figures import pyplot
+from training.lab.context import LabContext
 
 MODES = ("train", "eval")
 
+
+
+def run(context: LabContext) -> dict[str, Any]:
+    return measure(context.models, context.data["test"], probes=context.args.probes)
 
 def measure(models: dict[str, nn.Module], test: Split, probes: int = 100, trials: int = 6,
             batch_size: int = 32, seed: int = 0) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(test), generator=generator)[:probes]
-    inputs = normalize(test.images)
     results: dict[str, Any] = {}
     for norm, model in models.items():
         results[norm] = {}
@@ -31,7 +35,7 @@ def measure(models: dict[str, nn.Module], test: Split, probes: int = 100, trials
             network = train_mode_copy(model) if mode == "train" else model.eval()
             max_change, flips = [], 0
             for index in chosen:
-                swept = companion_sweep(network, inputs[index], inputs, trials, batch_size, generator)
+                swept = companion_sweep(network, test.images[index], test.images, trials, batch_size, generator)
                 max_change.append((swept[1:] - swept[0]).abs().max().item())
                 flips += (swept[1:].argmax(1) != swept[0].argmax()).sum().item()
             changes = torch.tensor(max_change)
@@ -57,12 +61,12 @@ def figure(measured: dict[str, Any]):
         for offset, mode in ((-width / 2, "train"), (width / 2, "eval")):
             values = [results[norm][mode][key] for norm in norms]
             bars = axis.bar([i + offset for i in range(len(norms))], values, width,
-                            color=[NORM_COLOURS[n] for n in norms], alpha=1.0 if mode == "train" else 0.4,
+                            color=[NORMS[n].colour for n in norms], alpha=1.0 if mode == "train" else 0.4,
                             edgecolor="black", linewidth=0.5)
             for bar, value in zip(bars, values, strict=True):
                 axis.annotate(f"{value:.3f}\n{mode}", (bar.get_x() + bar.get_width() / 2, value),
                               ha="center", va="bottom", fontsize=7)
-        axis.set_xticks(range(len(norms)), [NORM_TITLES[n] for n in norms])
+        axis.set_xticks(range(len(norms)), [NORMS[n].title for n in norms])
         axis.set_title(title, fontsize=10)
         axis.margins(y=0.25)
         axis.grid(axis="y", alpha=0.3)

@@ -5,12 +5,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from model import NORM_COLOURS, NORM_TITLES
-from model.corruptions import CORRUPTION_TITLES, CORRUPTIONS, SEVERITIES, corrupt
+from model import NORMS
+from probes.corruptions import CORRUPTION_TITLES, CORRUPTIONS, SEVERITIES, corrupt
 from training.data import Split
-from training.evaluate import predict
-from training.export import pyplot
+from training.evaluate import class_probabilities
+from training.figures import pyplot
+from training.lab.context import LabContext
 
+
+def run(context: LabContext) -> dict[str, Any]:
+    return measure(context.models, context.data["test"])
 
 def measure(models: dict[str, nn.Module], test: Split, seed: int = 0) -> dict[str, Any]:
     clean = {norm: _accuracy(model, test.images, test.labels) for norm, model in models.items()}
@@ -37,7 +41,7 @@ def measure(models: dict[str, nn.Module], test: Split, seed: int = 0) -> dict[st
 
 
 def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    return (predict(model, images).argmax(1).cpu() == labels.cpu()).float().mean().item()
+    return (class_probabilities(model, images).argmax(1).cpu() == labels.cpu()).float().mean().item()
 
 
 def figure(measured: dict[str, Any]):
@@ -46,7 +50,7 @@ def figure(measured: dict[str, Any]):
     severities = measured["setup"]["severities"]
     for axis, (name, per_norm) in zip(axes.flat, measured["accuracy"].items(), strict=True):
         for norm, values in per_norm.items():
-            axis.plot(severities, [100 * v for v in values], "o-", color=NORM_COLOURS[norm], label=NORM_TITLES[norm])
+            axis.plot(severities, [100 * v for v in values], "o-", color=NORMS[norm].colour, label=NORMS[norm].title)
         axis.set_title(CORRUPTION_TITLES[name], fontsize=10)
         axis.set_xticks(severities)
         axis.grid(alpha=0.3)

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2 import functional as tvf
 
-from model.network import MEAN
+from model import MEAN
 
 SEVERITIES = (1, 2, 3, 4, 5)
 

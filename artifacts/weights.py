@@ -1,8 +1,9 @@
-"""Weights as safetensors (no pickle), with the metadata the app and README need."""
+"""``<norm>.safetensors``: weights as safetensors (no pickle), with the metadata the app and README need.
+
+The writer and the reader of the format, side by side.
+"""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from artifacts.atomic import atomic_write
+from model import build_model, count_parameters
 
 # Keys every checkpoint carries; values are JSON-encoded, as safetensors metadata is str -> str.
 METADATA_KEYS = (
@@ -20,24 +24,6 @@ METADATA_KEYS = (
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable, or does not match the network it names."""
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(temporary_path)``, then rename the result onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp makes the file private; published files get the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:
@@ -71,8 +57,6 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.
     Refuses, with a ``CheckpointError`` saying what differs, a file whose metadata
     or tensors do not match the network.
     """
-    from model import build_model, count_parameters
-
     path = Path(path)
     metadata = read_metadata(path)
     missing = [key for key in METADATA_KEYS if key not in metadata]

@@ -1,0 +1,7 @@
+"""The checkpoint folder's files: what training writes and the app reads.
+
+``folder``: ``CheckpointFolder``, the name of every file. One module per format, its
+writer and reader side by side: ``weights`` (safetensors with metadata), ``results``
+(results.json and the per-norm histories), ``mistakes`` (mistakes.npz), ``lab`` (the
+lab's experiments and their result files). ``atomic``: every write is write-then-rename.
+"""

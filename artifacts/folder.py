@@ -1,0 +1,98 @@
+"""The checkpoint folder: the one place that knows the name of every file in it.
+
+``python -m training`` writes it and the app reads it (data flows one way):
+
+    <norm>.safetensors        weights and metadata (artifacts.weights), one per norm
+    <norm>_history.json       per-epoch loss, accuracy and time (artifacts.results)
+    <norm>_confusion.png      confusion matrix on the test set
+    <norm>_misclassified.png  ten mistakes, true and predicted class
+    results.json              every model's metadata (artifacts.results)
+    curves.png                loss and accuracy per epoch, all models
+    mistakes.npz              every test image some model gets wrong (artifacts.mistakes)
+    examples/<class>.png      one test image per class, the app's examples
+    lab/<experiment>.json     the lab's measurements (artifacts.lab), with lab/<experiment>.png
+    seed/                     the reference network's checkpoint folder, laid out the same way
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKPOINT_DIR_ENV = "CHECKPOINT_DIR"
+DEFAULT_CHECKPOINT_DIR = Path("checkpoints")
+
+
+def default_checkpoint_dir() -> Path:
+    """$CHECKPOINT_DIR, else ./checkpoints."""
+    return Path(os.environ.get(CHECKPOINT_DIR_ENV, DEFAULT_CHECKPOINT_DIR))
+
+
+@dataclass(frozen=True)
+class LabFolder:
+    """``lab/``: each experiment's measurements and figure (``python -m training.lab --output-dir``)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def results(self, experiment: str) -> Path:
+        return self.root / f"{experiment}.json"
+
+    def figure(self, experiment: str) -> Path:
+        return self.root / f"{experiment}.png"
+
+
+@dataclass(frozen=True)
+class CheckpointFolder:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def weights(self, norm: str) -> Path:
+        return self.root / f"{norm}.safetensors"
+
+    def history(self, norm: str) -> Path:
+        return self.root / f"{norm}_history.json"
+
+    def confusion(self, norm: str) -> Path:
+        return self.root / f"{norm}_confusion.png"
+
+    def misclassified(self, norm: str) -> Path:
+        return self.root / f"{norm}_misclassified.png"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    @property
+    def mistakes(self) -> Path:
+        return self.root / "mistakes.npz"
+
+    @property
+    def examples(self) -> Path:
+        return self.root / "examples"
+
+    def example(self, class_name: str) -> Path:
+        return self.examples / f"{class_name}.png"
+
+    def example_files(self) -> list[Path]:
+        return sorted(self.examples.glob("*.png"))
+
+    @property
+    def lab(self) -> LabFolder:
+        return LabFolder(self.root / "lab")
+
+    @property
+    def reference(self) -> "CheckpointFolder":
+        """The reference network's checkpoints, kept beside ours."""
+        return CheckpointFolder(self.root / "seed")
+
+    def shown_files(self) -> list[Path]:
+        """What the app shows straight from the folder (examples and figures), never the weights."""
+        return [self.examples, *sorted(self.root.glob("*.png")), *sorted(self.lab.root.glob("*.png"))]

@@ -1,0 +1,145 @@
+"""The lab's experiments, each registered once, and their result files ``lab/<name>.json`` (+ ``.png``).
+
+A record holds what both sides need: the title, the module that runs it and draws its
+figure (``python -m training.lab`` imports it), and how its measured numbers read as a
+table (the app's Lab tab shows it). The writer and the reader of the result files sit
+side by side below.
+"""
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from artifacts.atomic import write_bytes, write_json
+from artifacts.folder import LabFolder
+from model import NORMS, norm_title
+from probes.corruptions import CORRUPTION_TITLES
+
+Table = tuple[str, list[str], list[list[str]]]  # a sentence on the setup, headers, rows
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _rates(base_lr: Any) -> str:
+    if isinstance(base_lr, dict):
+        return "(" + ", ".join(f"{lr} for {norm_title(n)}" for n, lr in base_lr.items()) + ")"
+    return str(base_lr)
+
+
+def batch_size_table(results: dict[str, Any]) -> Table:
+    setup, runs = results["setup"], results["runs"]
+    sizes = setup["batch_sizes"]
+    norms = [n for n in NORMS if any(r["norm"] == n for r in runs.values())]
+    rows = [
+        [norm_title(n), *(_pct(runs[f"{n}-{b}"]["test_accuracy"]) if f"{n}-{b}" in runs else "–" for b in sizes)]
+        for n in norms
+    ]
+    setup_text = (
+        f"Each model trained from scratch on {setup['train_images']:,} training images for {setup['epochs']} "
+        f"epochs at each batch size, peak learning rate {_rates(setup['base_lr'])} × batch size / 256; test accuracy "
+        f"on {setup['test_images']:,} test images."
+    )
+    return setup_text, ["", *(f"batch {b}" for b in sizes)], rows
+
+
+def coupling_table(results: dict[str, Any]) -> Table:
+    setup, measured = results["setup"], results["results"]
+    rows = []
+    for norm, modes in measured.items():
+        for mode, values in modes.items():
+            rows.append([f"{norm_title(norm)}, {mode} mode", f"{values['mean_max_abs_change']:.4f}",
+                         f"{values['largest_change']:.4f}", _pct(values["top_class_flip_rate"])])
+    setup_text = (
+        f"{setup['probes']} test images, each put in {setup['trials']} batches of {setup['batch_size']} with "
+        "random other test images. Change = the largest difference of any class probability from the image's "
+        "prediction in its first batch."
+    )
+    return setup_text, ["Model", "Mean change", "Largest change", "Top class flips"], rows
+
+
+def robustness_table(results: dict[str, Any]) -> Table:
+    summary, clean = results["mean_corrupted_accuracy"], results["clean_accuracy"]
+    norms = list(clean)
+    rows = [["Clean", *(_pct(clean[n]) for n in norms)]]
+    rows += [[CORRUPTION_TITLES.get(name, name), *(_pct(per_norm[n]) for n in norms)]
+             for name, per_norm in summary.items()]
+    setup_text = f"Test accuracy on {results['setup']['test_images']:,} test images, averaged over severities 1-5."
+    return setup_text, ["Corruption", *(norm_title(n) for n in norms)], rows
+
+
+def calibration_table(results: dict[str, Any]) -> Table:
+    rows = [
+        [norm_title(n), _pct(r["ece"]), _pct(r["accuracy"]), _pct(r["mean_confidence"]), f"{r['nll']:.3f}"]
+        for n, r in results["results"].items()
+    ]
+    setup_text = (
+        f"On {results['setup']['test_images']:,} test images, {results['setup']['bins']} confidence bins. "
+        "Confidence below accuracy means the model is under-confident."
+    )
+    return setup_text, ["Model", "ECE", "Accuracy", "Mean confidence", "NLL"], rows
+
+
+def cost_table(results: dict[str, Any]) -> Table:
+    rows = []
+    for batch, per_norm in results["results"].items():
+        for norm, r in per_norm.items():
+            rows.append([
+                norm_title(norm), batch, f"{r['forward_ms']:.1f} ms ({r['forward_vs_bn']:.2f}×)",
+                f"{r['train_step_ms']:.1f} ms ({r['train_step_vs_bn']:.2f}×)",
+                f"{r['saved_for_backward_mb']:.1f} MB",
+            ])
+    setup = results["setup"]
+    setup_text = f"On {setup['device']}, median of {setup['rounds']} interleaved rounds; × is relative to BatchNorm."
+    return setup_text, ["Model", "Batch", "Forward (eval)", "Forward + backward", "Kept for backward"], rows
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    summary: str  # one line, for --help
+    module: str  # the module with ``run(context)`` and ``figure(measured)``, imported by python -m training.lab
+    table: Callable[[dict[str, Any]], Table]
+    open_in_app: bool  # shown unfolded in the Lab tab
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    experiment.name: experiment
+    for experiment in (
+        Experiment("batch_size", "Batch size", "train each norm at batch sizes 2, 8, 32, 128 (linear lr scaling)",
+                   "training.lab.batch_size", batch_size_table, open_in_app=True),
+        Experiment("coupling", "Batch coupling",
+                   "how much an image's prediction moves when its batch companions change",
+                   "training.lab.coupling", coupling_table, open_in_app=True),
+        Experiment("robustness", "Robustness to corruptions",
+                   "test accuracy under six corruptions at five severities",
+                   "training.lab.robustness", robustness_table, open_in_app=True),
+        Experiment("calibration", "Calibration", "expected calibration error and reliability diagrams",
+                   "training.lab.calibration", calibration_table, open_in_app=False),
+        Experiment("cost", "Cost", "forward and training-step time and memory of each norm",
+                   "training.lab.cost", cost_table, open_in_app=False),
+    )
+}
+
+
+def write_lab_results(folder: LabFolder, name: str, results: dict[str, Any], figure_png: bytes | None = None) -> None:
+    """Write one experiment's results (and its figure), each atomically."""
+    results = {"experiment": name, "written": time.strftime("%Y-%m-%d %H:%M:%S"), **results}
+    if figure_png is not None:
+        write_bytes(folder.figure(name), figure_png)
+    write_json(folder.results(name), results)
+
+
+def read_lab_results(folder: LabFolder, name: str) -> dict[str, Any] | None:
+    """One experiment's results, or None if the file is absent, damaged or of another experiment."""
+    try:
+        results = json.loads(folder.results(name).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(results, dict) and results.get("experiment") == name and "setup" in results:
+        return results
+    return None
