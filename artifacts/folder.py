@@ -11,7 +11,7 @@
     mistakes.npz              every test image some model gets wrong (artifacts.mistakes)
     examples/<class>.png      one test image per class, the app's examples
     lab/<experiment>.json     the lab's measurements (artifacts.lab), with lab/<experiment>.png
-    seed/                     the reference network's checkpoint folder, laid out the same way
+    reference/                the reference network's checkpoint folder, laid out the same way
 """
 
 import os
@@ -88,10 +88,22 @@ class CheckpointFolder:
     def lab(self) -> LabFolder:
         return LabFolder(self.root / "lab")
 
+    def seed_folder(self, seed: int) -> "CheckpointFolder":
+        """Where the run with ``seed`` goes: this folder for seed 0 (the shipped models), else seeds/<seed>/."""
+        return self if seed == 0 else CheckpointFolder(self.root / "seeds" / str(seed))
+
+    def seed_folders(self) -> dict[int, "CheckpointFolder"]:
+        """Every seed's folder that exists, by seed, seed 0 (this folder) first."""
+        found = {0: self}
+        for path in sorted((self.root / "seeds").glob("*")):
+            if path.is_dir() and path.name.isdigit() and int(path.name) != 0:
+                found[int(path.name)] = CheckpointFolder(path)
+        return dict(sorted(found.items()))
+
     @property
     def reference(self) -> "CheckpointFolder":
         """The reference network's checkpoints, kept beside ours."""
-        return CheckpointFolder(self.root / "seed")
+        return CheckpointFolder(self.root / "reference")
 
     def shown_files(self) -> list[Path]:
         """What the app shows straight from the folder (examples and figures), never the weights."""

@@ -14,11 +14,11 @@ from model.architectures import (
     network_fingerprint,
 )
 from model.inputs import CLASSES, MEAN, NUM_CLASSES, STD, pixels_to_input, standardize
-from model.network import ResidualNet, SeedNet
+from model.network import ReferenceNet, ResidualNet
 from model.norms import NORMS, Norm, make_norm, norm_colour, norm_short, norm_title
 
 __all__ = [
     "ARCHITECTURES", "CLASSES", "DEFAULT_ARCH", "MEAN", "NORMS", "NUM_CLASSES", "STD", "Architecture", "Norm",
-    "ResidualNet", "SeedNet", "build_model", "count_parameters", "make_norm", "network_fingerprint", "norm_colour",
+    "ReferenceNet", "ResidualNet", "build_model", "count_parameters", "make_norm", "network_fingerprint", "norm_colour",
     "norm_short", "norm_title", "pixels_to_input", "standardize",
 ]

@@ -6,21 +6,23 @@ from model.inputs import NUM_CLASSES
 from model.norms import make_norm
 
 
-class SeedNet(nn.Module):
-    """The reference network, layer for layer (39,490 parameters with BatchNorm).
+class ReferenceNet(nn.Module):
+    """The reference network as published (39,490 parameters with BatchNorm).
 
     C1 C2 c3 P1 C4 C5 C6 c7 P2 C8 C9 C10 GAP c11, where upper case is a 3x3 conv,
-    lower case a 1x1 conv and P a 2x2 max pool. Every 3x3 conv is followed by
-    ReLU -> norm -> dropout, as in the reference; the 1x1 transitions c3 and c7 only
-    mix channels before the pool, and c11 maps the pooled 40 channels to the 10 logits.
+    lower case a 1x1 conv and P a 2x2 max pool. C1, C2, C8, C9 and C10 are unpadded, so
+    the maps shrink 32 -> 30 -> 28 before the first pool and 7 -> 5 -> 3 -> 1 after the
+    second; C4, C5 and C6 are padded by 1. Every 3x3 conv is followed by ReLU -> norm ->
+    dropout; the 1x1 transitions c3 and c7 only mix channels before the pool, and c11
+    maps the pooled 40 channels to the 10 logits.
     """
 
     def __init__(self, norm: str, groups: int, dropout: float = 0.05) -> None:
         super().__init__()
 
-        def block(cin: int, cout: int) -> nn.Sequential:
+        def block(cin: int, cout: int, padding: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.Conv2d(cin, cout, 3, padding=padding, bias=False),
                 nn.ReLU(),
                 make_norm(norm, cout, groups),
                 nn.Dropout(dropout),
@@ -30,9 +32,9 @@ class SeedNet(nn.Module):
             return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.MaxPool2d(2))
 
         self.features = nn.Sequential(
-            block(3, 10), block(10, 20), transition(20, 10),
-            block(10, 20), block(20, 30), block(30, 40), transition(40, 10),
-            block(10, 20), block(20, 30), block(30, 40),
+            block(3, 10, 0), block(10, 20, 0), transition(20, 10),
+            block(10, 20, 1), block(20, 30, 1), block(30, 40, 1), transition(40, 10),
+            block(10, 20, 0), block(20, 30, 0), block(30, 40, 0),
         )
         self.head = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(40, NUM_CLASSES, 1, bias=False), nn.Flatten()

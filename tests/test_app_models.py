@@ -3,7 +3,6 @@
 Runs on the shipped checkpoints (or the folder named by CHECKPOINT_DIR).
 """
 
-import json
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -18,6 +17,7 @@ from PIL import Image
 
 from artifacts.folder import CheckpointFolder
 from artifacts.mistakes import MistakesError, load_mistakes
+from artifacts.results import write_results
 from model import NORMS, standardize
 from tests.conftest import read_png
 from webapp.callbacks import CLASSIFY_OUTPUTS, LABELS, TOP_CLASS, Handlers
@@ -26,7 +26,14 @@ from webapp.gradcam import feature_layers, grad_cam, overlay
 from webapp.inference import ModelBank, load_bank
 from webapp.mistakes import ALL_WRONG, ANY, ONLY_THIS, agreement_choices, caption, select
 from webapp.preprocess import enlarge, prepare
-from webapp.training_report import REFERENCE_PUBLISHED, TABLE_HEADERS, explanation, results_table
+from webapp.training_report import (
+    REFERENCE_PUBLISHED,
+    SEEDS_HEADER,
+    TABLE_HEADERS,
+    differences_markdown,
+    explanation,
+    results_table,
+)
 
 CHECKPOINTS = Path(os.environ.get("CHECKPOINT_DIR", Path(__file__).resolve().parents[1] / "checkpoints"))
 
@@ -239,22 +246,35 @@ def test_handlers_browse_and_inspect(bank: ModelBank, checkpoint_dir: Path) -> N
 
 def test_training_report_shows_a_retrained_reference_beside_ours(tmp_path: Path) -> None:
     ours = {"bn": {"parameters": 1000, "epochs": 3, "train_accuracy": 0.5, "test_accuracy": 0.25, "train_seconds": 90}}
-    (tmp_path / "seed").mkdir()
-    (tmp_path / "results.json").write_text(json.dumps(ours))
-    (tmp_path / "seed" / "results.json").write_text(json.dumps({"bn": {"train_accuracy": 0.7, "test_accuracy": 0.6}}))
+    (tmp_path / "reference").mkdir()
+    write_results(tmp_path / "results.json", ours)
+    write_results(tmp_path / "reference" / "results.json", {"bn": {"train_accuracy": 0.7, "test_accuracy": 0.6}})
     headers, rows = results_table(ModelBank(CheckpointFolder(tmp_path)))
     assert headers[-1] == "Reference (retrained here)"
     assert rows[0] == ["BatchNorm", "1,000", "3", "50.00%", "25.00%", "1.5 min", "74.53% / 74.71%", "70.00% / 60.00%"]
     assert rows[1][1:6] == ["–"] * 5 and rows[1][-1] == "–"  # no GroupNorm results on either side
 
 
+def test_training_report_shows_the_spread_over_seeds_and_what_the_intervals_allow(tmp_path: Path) -> None:
+    ours = {norm: {"parameters": 1000, "epochs": 3, "train_accuracy": 0.5, "test_accuracy": 0.25} for norm in NORMS}
+    over_seeds = {"bn": {"runs": [{}, {}, {}], "test_accuracy": {"mean": 0.8512, "std": 0.0021, "n": 3}},
+                  "gn": {"runs": [{}], "test_accuracy": {"mean": 0.83, "std": 0.0, "n": 1}}}
+    differences = {"bn-gn": {"verdict": "BN is better than GN by 2.00 points"}}
+    write_results(tmp_path / "results.json", ours, over_seeds, differences)
+    bank = ModelBank(CheckpointFolder(tmp_path))
+    headers, rows = results_table(bank)
+    assert headers[5] == SEEDS_HEADER and rows[0][5] == "85.12 ± 0.21% (3 seeds)" and rows[2][5] == "–"
+    assert "- BN is better than GN by 2.00 points" in differences_markdown(bank)
+
+
 def test_training_report(bank: ModelBank) -> None:
     headers, rows = results_table(bank)
-    assert headers[: len(TABLE_HEADERS)] == TABLE_HEADERS
+    assert [h for h in headers if h != SEEDS_HEADER][: len(TABLE_HEADERS)] == TABLE_HEADERS
     assert [row[0] for row in rows] == ["BatchNorm", "GroupNorm", "LayerNorm"]
     assert all(len(row) == len(headers) for row in rows)
     for norm, row in zip(NORMS, rows, strict=True):
-        assert row[6] == f"{REFERENCE_PUBLISHED[norm][0]:.2f}% / {REFERENCE_PUBLISHED[norm][1]:.2f}%"
+        assert row[headers.index("Reference (published)")] == (
+            f"{REFERENCE_PUBLISHED[norm][0]:.2f}% / {REFERENCE_PUBLISHED[norm][1]:.2f}%")
         assert row[4] == f"{100 * bank.models[norm].metadata['test_accuracy']:.2f}%"
     text = explanation(bank)
     assert "(N, H, W)" in text and "(C/G, H, W)" in text and "GroupNorm(1, C)" in text and "running averages" in text

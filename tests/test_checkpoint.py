@@ -36,16 +36,16 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path: Path, norm: str) -> Non
 
 
 def test_checkpoint_holds_no_pickle(tmp_path: Path) -> None:
-    model = build_model("seed", "gn")
+    model = build_model("reference", "gn")
     path = tmp_path / "gn.safetensors"
-    save_checkpoint(model, path, metadata_for(model, "seed", "gn"))
+    save_checkpoint(model, path, metadata_for(model, "reference", "gn"))
     header_length = int.from_bytes(path.read_bytes()[:8], "little")
     header = json.loads(path.read_bytes()[8 : 8 + header_length])
-    assert json.loads(header["__metadata__"]["arch"]) == "seed"
+    assert json.loads(header["__metadata__"]["arch"]) == "reference"
 
 
 def test_metadata_that_does_not_match_the_network_is_refused(tmp_path: Path) -> None:
-    seed_model = build_model("seed", "bn")
+    seed_model = build_model("reference", "bn")
     path = tmp_path / "bn.safetensors"
     # Weights of the seed network labelled as the residual one (same parameter count claimed).
     metadata = metadata_for(seed_model, "residual", "bn")
@@ -85,4 +85,4 @@ def test_unknown_arch_missing_metadata_missing_and_garbage_files(tmp_path: Path)
 
 def test_saving_refuses_incomplete_metadata(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lacks"):
-        save_checkpoint(build_model("seed", "bn"), tmp_path / "x.safetensors", {"arch": "seed"})
+        save_checkpoint(build_model("reference", "bn"), tmp_path / "x.safetensors", {"arch": "reference"})

@@ -12,9 +12,11 @@ from training.data import (
     Split,
     augmented_batches,
     batches,
+    hold_out_validation,
     load_split,
     random_crop_flip,
     reflect_pad,
+    validation_indices,
 )
 
 
@@ -125,3 +127,23 @@ def test_shuffled_batches_cover_every_image_once(synthetic_split: Split) -> None
     index_split = Split(torch.arange(256), torch.arange(256))
     shuffled = torch.cat([i for i, _ in batches(index_split, 100, torch.Generator().manual_seed(1))])
     assert sorted(shuffled.tolist()) == list(range(256)) and shuffled.tolist() != list(range(256))
+
+
+def test_validation_split_is_fixed_balanced_and_disjoint(synthetic_split: Split) -> None:
+    labels = torch.arange(10).repeat_interleave(60)[torch.randperm(600, generator=torch.Generator().manual_seed(1))]
+    split = Split(torch.zeros(600, 3, 32, 32, dtype=torch.uint8), labels)
+    indices = validation_indices(labels, per_class=20)
+    assert torch.equal(indices, validation_indices(labels, per_class=20))  # the same in every run
+    assert len(indices) == 200 and len(set(indices.tolist())) == 200
+    assert torch.bincount(labels[indices], minlength=10).tolist() == [20] * 10
+    rest, held_out, _ = hold_out_validation(split)
+    assert len(rest) == 600 - len(held_out)
+
+
+def test_the_real_validation_split_is_5000_images_500_per_class_with_a_stable_id(cifar_train: Split) -> None:
+    rest, held_out, identity = hold_out_validation(cifar_train)
+    assert len(held_out) == 5000 and len(rest) == 45_000
+    assert torch.bincount(held_out.labels, minlength=10).tolist() == [500] * 10
+    assert identity == "1bc634292fd0"  # recorded in results: a change here changes every validation number
+    seen = {bytes(image.numpy()) for image in held_out.images[:200]}
+    assert not seen & {bytes(image.numpy()) for image in rest.images[:20_000]}

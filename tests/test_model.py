@@ -15,7 +15,7 @@ def test_every_network_is_under_the_parameter_budget(arch: str, norm: str) -> No
 
 @pytest.mark.parametrize("norm", NORMS)
 def test_seed_network_matches_the_reference_parameter_count(norm: str) -> None:
-    assert count_parameters(build_model("seed", norm)) == 39_490
+    assert count_parameters(build_model("reference", norm)) == 39_490
 
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
@@ -94,3 +94,24 @@ def test_image_sheet_refuses_what_it_cannot_hold() -> None:
     noisy = encode_sheet(np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8))
     with pytest.raises(OSError):
         decode_sheet(noisy[: len(noisy) // 2], 3)
+
+
+# The published summary table: every conv and pool output, C1 C2 c3 P1 C4 C5 C6 c7 P2 C8 C9 C10.
+REFERENCE_OUTPUTS = [
+    ("C1", (10, 30, 30)), ("C2", (20, 28, 28)), ("c3", (10, 28, 28)), ("P1", (10, 14, 14)),
+    ("C4", (20, 14, 14)), ("C5", (30, 14, 14)), ("C6", (40, 14, 14)), ("c7", (10, 14, 14)), ("P2", (10, 7, 7)),
+    ("C8", (20, 5, 5)), ("C9", (30, 3, 3)), ("C10", (40, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_reference_network_matches_the_published_table_layer_by_layer(norm: str) -> None:
+    model = build_model("reference", norm).eval()
+    outputs = []
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.MaxPool2d)) and module is not model.head[1]:
+            module.register_forward_hook(lambda _, __, output: outputs.append(tuple(output.shape[1:])))
+    logits = model(torch.zeros(2, 3, 32, 32))
+    assert outputs == [shape for _, shape in REFERENCE_OUTPUTS]
+    assert tuple(logits.shape) == (2, 10)  # GAP, then c11
+    assert count_parameters(model) == 39_490

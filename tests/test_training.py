@@ -1,3 +1,4 @@
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,18 +13,20 @@ from artifacts.mistakes import load_mistakes
 from artifacts.weights import load_checkpoint
 from model import ARCHITECTURES, NORMS, ResidualNet, network_fingerprint
 from training.__main__ import main
+from training.config import ConfigError, TrainConfig
 from training.data import Split
 from training.evaluate import evaluate
 from training.export import export_comparison, export_norm
 from training.loop import (
     ResumeMismatch,
-    TrainConfig,
     TrainingDiverged,
     keep_freed_memory,
+    make_optimizer,
     state_path,
     train,
 )
 from training.parallel import plan_jobs
+from training.summary import main as summary_main
 
 CPU = torch.device("cpu")
 TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3)
@@ -205,16 +208,16 @@ def test_interrupt_says_how_to_continue(restart: list[str], advice: str, tmp_pat
 
 def test_every_architecture_and_norm_has_a_default_learning_rate_and_crop_padding() -> None:
     assert all(set(arch.lr) == set(NORMS) for arch in ARCHITECTURES.values())
-    assert TrainConfig(arch="seed", norm="ln").lr == ARCHITECTURES["seed"].lr["ln"]
+    assert TrainConfig(arch="reference", norm="ln").lr == ARCHITECTURES["reference"].lr["ln"]
     assert TrainConfig(norm="bn", lr=0.05).lr == 0.05
     # The reference network keeps the crops its shipped checkpoints were trained with.
-    assert TrainConfig(arch="seed").crop_padding == 4
+    assert TrainConfig(arch="reference").crop_padding == 4
     assert TrainConfig().crop_padding == ARCHITECTURES["residual"].crop_padding
     assert TrainConfig(crop_padding=0).crop_padding == 0
 
 
 def test_summary_prints_the_layer_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--summary", "--arch", "seed", "--norm", "bn"]) == 0
+    assert main(["--summary", "--arch", "reference", "--norm", "bn"]) == 0
     table = capsys.readouterr().out
     assert "Output Shape" in table and "39,490" in table
 
@@ -268,3 +271,55 @@ def test_an_error_in_a_worker_is_one_clear_line(cifar_dir: Path, tmp_path: Path,
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator setting is Linux only")
 def test_freed_memory_setting_takes_effect_on_linux() -> None:
     assert keep_freed_memory() is True
+
+
+def test_the_plain_recipe_is_what_course_notebooks_use() -> None:
+    plain = TrainConfig(recipe="plain", norm="gn")
+    assert (plain.batch_size, plain.lr, plain.weight_decay, plain.label_smoothing, plain.crop_padding) == (
+        128, 0.01, 0.0, 0.0, 0)
+    assert not plain.flip and not plain.nesterov and plain.schedule == "step"
+    assert TrainConfig(recipe="plain", lr=0.05, batch_size=64).lr == 0.05  # options still override it
+    optimizer, scheduler = make_optimizer(torch.nn.Linear(2, 2), plain, steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == rates[74] == 0.01 and rates[75] == rates[99] == pytest.approx(0.001)
+    assert TrainConfig().as_dict() == TrainConfig(recipe="ours").as_dict()  # states saved before recipes match
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        TrainConfig(recipe="fancy")
+
+
+def test_several_seeds_end_to_end_give_numbers_over_seeds(cifar_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["--norm", "all", "--seeds", "2", "--epochs", "1", "--batch-size", "100", "--train-subset", "200",
+                 "--data-dir", str(cifar_dir), "--output-dir", str(out), "--state-dir", str(tmp_path / "state"),
+                 "--no-progress"]) == 0
+    for norm in NORMS:  # seed 0 is shipped in full; seed 1 keeps its weights and history only
+        assert (out / f"{norm}_confusion.png").exists()
+        assert (out / "seeds" / "1" / f"{norm}.safetensors").exists()
+        assert not (out / "seeds" / "1" / f"{norm}_confusion.png").exists()
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == set(NORMS) and results["models"]["bn"]["seed"] == 0
+    for norm in NORMS:
+        runs = results["over_seeds"][norm]["runs"]
+        assert [run["seed"] for run in runs] == [0, 1]
+        mean = results["over_seeds"][norm]["test_accuracy"]["mean"]
+        assert mean == pytest.approx(sum(run["test_accuracy"] for run in runs) / 2)
+    assert set(results["differences"]) == {"bn-gn", "bn-ln", "gn-ln"}
+    assert all("2 seeds" in d["verdict"] for d in results["differences"].values())
+    # The summary rebuilds the same file from the checkpoints alone.
+    before = results
+    assert summary_main(["--checkpoint-dir", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text()) == before
+
+
+def test_a_validation_run_records_its_split_and_accuracy(cifar_dir: Path, tmp_path: Path) -> None:
+    assert main(["--norm", "ln", "--validation", "--epochs", "1", "--batch-size", "100", "--train-subset", "200",
+                 "--data-dir", str(cifar_dir), "--output-dir", str(tmp_path / "out"),
+                 "--state-dir", str(tmp_path / "state"), "--no-progress"]) == 0
+    metadata = json.loads((tmp_path / "out" / "results.json").read_text())["models"]["ln"]
+    assert metadata["validation_split"] == "1bc634292fd0" and 0 <= metadata["validation_accuracy"] <= 1
+    history = json.loads((tmp_path / "out" / "ln_history.json").read_text())["epochs"]
+    assert "val_accuracy" in history[0] and "test_accuracy" not in history[0]

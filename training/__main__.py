@@ -33,14 +33,20 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--jobs", type=int, default=None,
                         help="how many norms to train at once, each in its own process with an equal "
                         "share of the CPU threads (default: all of them on a CPU, one at a time on a GPU)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train this many seeds, from --seed up: seed 0 is the shipped model, the others go "
+                        "to <output-dir>/seeds/<seed>/ for the numbers over seeds in results.json (default 1)")
     parser.add_argument("--restart", action="store_true", help="ignore any saved state and train from scratch")
     parser.add_argument("--summary", action="store_true", help="print the model summary table and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines only)")
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     norms = list(NORMS) if args.norm == "all" else [args.norm]
-    return args, [config_from_arguments(args, parser, norm=norm) for norm in norms]
+    seeds = range(args.seed, args.seed + args.seeds)
+    return args, [config_from_arguments(args, parser, norm=norm, seed=seed) for seed in seeds for norm in norms]
 
 
 def print_summaries(arch: str, norms: list[str]) -> None:
@@ -54,7 +60,7 @@ def print_summaries(arch: str, norms: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args, configs = parse_args(argv)
     if args.summary:
-        print_summaries(args.arch, [config.norm for config in configs])
+        print_summaries(args.arch, list(dict.fromkeys(config.norm for config in configs)))
         return 0
     from training.export import OutputError, check_writable, export_comparison
 
@@ -66,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = args.data_dir or default_data_dir()
         # Checks every file of the dataset (and downloads it if asked), so workers find it whole.
         test_split = load_split(data_dir, train=False, download=args.download)
-        jobs, threads = plan_jobs(len(configs), device, args.jobs)
+        # At most one process per norm: the seeds queue behind them.
+        jobs, threads = plan_jobs(len({config.norm for config in configs}), device, args.jobs)
         print(f"CIFAR-10 from {data_dir}; device {device}"
               + (f"; {jobs} norms at once, {threads} thread(s) each" if jobs > 1 else ""), flush=True)
         task = Task(data_dir, device, args.output_dir, args.state_dir, args.restart, not args.no_progress)

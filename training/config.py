@@ -17,6 +17,34 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from model import ARCHITECTURES, DEFAULT_ARCH, NORMS
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """Defaults for the settings left at None, and what has no setting of its own."""
+
+    description: str
+    batch_size: int
+    lr: float | None  # None: the architecture's own rate for the norm
+    weight_decay: float
+    label_smoothing: float
+    crop_padding: int | None  # None: the architecture's own
+    flip: bool
+    nesterov: bool
+    schedule: str  # "one-cycle" (linear warm-up, linear decay) or "step" (x0.1 after three quarters)
+
+
+RECIPES: dict[str, Recipe] = {
+    "ours": Recipe("SGD with Nesterov momentum, one-cycle learning rate, batch 256, random crops and flips, "
+                   "weight decay 5e-4, label smoothing 0.1", batch_size=256, lr=None, weight_decay=5e-4,
+                   label_smoothing=0.1, crop_padding=None, flip=True, nesterov=True, schedule="one-cycle"),
+    # What course notebooks of this kind do: SGD with momentum 0.9 at lr 0.01, divided by 10 for the
+    # last quarter of the epochs, batch 128, no augmentation, no weight decay, no label smoothing.
+    "plain": Recipe("SGD with momentum 0.9, learning rate 0.01, x0.1 after 15 of 20 epochs, batch 128, "
+                    "no augmentation, no weight decay, no label smoothing", batch_size=128, lr=0.01,
+                    weight_decay=0.0, label_smoothing=0.0, crop_padding=0, flip=False, nesterov=False,
+                    schedule="step"),
+}
+
+
 class ConfigError(ValueError):
     """A setting is out of range; the message names the command-line option."""
 
@@ -31,33 +59,49 @@ class TrainConfig:
         "network: " + "; ".join(f"'{a.name}' ({a.description})" for a in ARCHITECTURES.values())
         + f" (default {DEFAULT_ARCH})", choices=list(ARCHITECTURES)))
     norm: str = "bn"
+    recipe: str = field(default="ours", metadata=option(
+        "; ".join(f"'{name}': {recipe.description}" for name, recipe in RECIPES.items())
+        + " (default ours); the options below override it", choices=list(RECIPES)))
     epochs: int = field(default=20, metadata=option("default 20 (at most 20)"))
-    batch_size: int = field(default=256, metadata=option("default 256"))
+    batch_size: int | None = field(default=None, metadata=option("default 256 (plain recipe: 128)"))
     lr: float | None = field(default=None, metadata=option(
         "peak one-cycle learning rate (default: "
         + "; ".join(f"{a.name} " + ", ".join(f"{lr} for {n}" for n, lr in a.lr.items()) for a in ARCHITECTURES.values())
         + ")"))
     momentum: float = 0.9
-    weight_decay: float = field(default=5e-4, metadata=option("on conv and linear weights only, default 0.0005"))
-    label_smoothing: float = field(default=0.1, metadata=option("default 0.1"))
+    weight_decay: float | None = field(default=None, metadata=option(
+        "on conv and linear weights only, default 0.0005 (plain recipe: 0)"))
+    label_smoothing: float | None = field(default=None, metadata=option("default 0.1 (plain recipe: 0)"))
     warmup_fraction: float = 0.25
     crop_padding: int | None = field(default=None, metadata=option(
         "pixels of reflect padding before the random 32x32 crop (default: "
-        + ", ".join(f"{a.crop_padding} for {a.name}" for a in ARCHITECTURES.values()) + ")"))
+        + ", ".join(f"{a.crop_padding} for {a.name}" for a in ARCHITECTURES.values()) + "; plain recipe: no crops)"))
     seed: int = field(default=0, metadata=option("random seed, default 0"))
     train_subset: int | None = field(default=None, metadata=option(
         "train on the first N training images only (quick trials)"))
+    validation: bool = field(default=False, metadata=option(
+        "hold out the fixed validation split (5,000 training images, 500 per class): train on the other "
+        "45,000 and report validation accuracy beside test accuracy; settings are chosen this way",
+        action="store_true"))
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         if self.norm not in NORMS:
             raise ConfigError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
-        architecture = ARCHITECTURES[self.arch]
-        if self.lr is None:
-            object.__setattr__(self, "lr", architecture.lr[self.norm])
-        if self.crop_padding is None:
-            object.__setattr__(self, "crop_padding", architecture.crop_padding)
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        architecture, recipe = ARCHITECTURES[self.arch], RECIPES[self.recipe]
+        defaults = {
+            "batch_size": recipe.batch_size,
+            "lr": recipe.lr if recipe.lr is not None else architecture.lr[self.norm],
+            "weight_decay": recipe.weight_decay,
+            "label_smoothing": recipe.label_smoothing,
+            "crop_padding": recipe.crop_padding if recipe.crop_padding is not None else architecture.crop_padding,
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         checks = [
             (1 <= self.epochs <= 20, f"--epochs must be between 1 and 20 (got {self.epochs})"),
             (self.batch_size >= 2, "--batch-size must be at least 2 (BatchNorm needs two samples)"),
@@ -73,8 +117,26 @@ class TrainConfig:
             if not holds:
                 raise ConfigError(message)
 
+    @property
+    def flip(self) -> bool:
+        return RECIPES[self.recipe].flip
+
+    @property
+    def nesterov(self) -> bool:
+        return RECIPES[self.recipe].nesterov
+
+    @property
+    def schedule(self) -> str:
+        return RECIPES[self.recipe].schedule
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings, as resume states and sweep setups record them (the recipe only when not ours)."""
+        values = asdict(self)
+        # Left out at their defaults, so states and sweeps saved before these settings existed still match.
+        for name, default in (("recipe", "ours"), ("validation", False)):
+            if values[name] == default:
+                del values[name]
+        return values
 
 
 def _value_type(annotation: Any) -> type:
@@ -90,8 +152,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for spec in dataclasses.fields(TrainConfig):
         if "help" not in spec.metadata:
             continue
-        parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=_value_type(hints[spec.name]),
-                            default=spec.default, help=spec.metadata["help"], **spec.metadata["argparse"])
+        options = dict(spec.metadata["argparse"])
+        if options.get("action") != "store_true":
+            options["type"] = _value_type(hints[spec.name])
+        parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, default=spec.default,
+                            help=spec.metadata["help"], **options)
 
 
 def config_from_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser, **fixed: Any) -> TrainConfig:

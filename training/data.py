@@ -6,6 +6,7 @@ pixels, all tensor ops, so there is no per-image PIL work and no worker process.
 """
 
 import argparse
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,7 @@ def reflect_pad(images: Tensor, padding: int) -> Tensor:
 
 
 def random_crop_flip(
-    padded: Tensor, size: int, generator: torch.Generator, index: Tensor | None = None
+    padded: Tensor, size: int, generator: torch.Generator, index: Tensor | None = None, flip: bool = True
 ) -> Tensor:
     """Take a random ``size`` x ``size`` crop of each padded image and flip half of them.
 
@@ -119,10 +120,12 @@ def random_crop_flip(
     index = torch.arange(images, device=device) if index is None else index.to(device)
     n = len(index)
     dy, dx = torch.randint(0, padded_size - size + 1, (2, n, 1), generator=generator).to(device)
-    flip = (torch.rand(n, 1, generator=generator) < 0.5).to(device)
     rows = dy + torch.arange(size, device=device)
     cols = torch.arange(size, device=device).expand(n, size)
-    cols = torch.where(flip, size - 1 - cols, cols) + dx
+    if flip:
+        flipped = (torch.rand(n, 1, generator=generator) < 0.5).to(device)
+        cols = torch.where(flipped, size - 1 - cols, cols)
+    cols = cols + dx
     pixel = (index[:, None, None] * padded_size + rows[:, :, None]) * padded_size + cols[:, None, :]
     # (images * H * W, C): a view when ``padded`` is channels_last, as reflect_pad makes it
     # (any other layout works, at the cost of copying all the images on every call).
@@ -132,9 +135,9 @@ def random_crop_flip(
 
 
 def augmented_batches(
-    padded: Tensor, labels: Tensor, batch_size: int, generator: torch.Generator, size: int = 32
+    padded: Tensor, labels: Tensor, batch_size: int, generator: torch.Generator, size: int = 32, flip: bool = True
 ):
-    """One epoch of training batches: shuffled, randomly cropped and flipped, normalized.
+    """One epoch of training batches: shuffled, randomly cropped (and flipped, unless ``flip`` is off), normalized.
 
     ``padded`` holds the reflect-padded uint8 images (see ``reflect_pad``); the batches
     come out as float, channels_last tensors, ready for the network.
@@ -143,7 +146,7 @@ def augmented_batches(
     for index, batch_labels in batches(indices, batch_size, generator):
         if len(index) == 1:  # a last batch of one image gives BatchNorm no batch statistics
             break
-        yield standardize(random_crop_flip(padded, size, generator, index)), batch_labels
+        yield standardize(random_crop_flip(padded, size, generator, index, flip)), batch_labels
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None):
@@ -157,3 +160,37 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None = N
     for start in range(0, count, batch_size):
         index = order[start : start + batch_size]
         yield split.images[index], split.labels[index]
+
+
+VALIDATION_PER_CLASS = 500
+VALIDATION_SEED = 20_260_101  # fixed for good: every run holds out the same images
+
+
+def validation_indices(labels: Tensor, per_class: int = VALIDATION_PER_CLASS) -> Tensor:
+    """The fixed validation split: ``per_class`` training images of each class, sorted positions.
+
+    Drawn once from a generator with a fixed seed, so every run on every machine holds out
+    the same 5,000 of CIFAR-10's 50,000 training images.
+    """
+    generator = torch.Generator().manual_seed(VALIDATION_SEED)
+    labels = labels.cpu()
+    chosen = []
+    for label in labels.unique(sorted=True):
+        members = torch.nonzero(labels == label).flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.cat(chosen).sort().values
+
+
+def split_id(indices: Tensor) -> str:
+    """A short digest naming a split, recorded wherever a result depends on it."""
+    return hashlib.sha256(indices.cpu().to(torch.int64).numpy().tobytes()).hexdigest()[:12]
+
+
+def hold_out_validation(train: Split) -> tuple[Split, Split, str]:
+    """(the other 45,000 training images, the 5,000 validation images, the split's id)."""
+    held_out = validation_indices(train.labels)
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[held_out] = False
+    rest = torch.nonzero(keep).flatten()
+    return (Split(train.images[rest], train.labels[rest]), Split(train.images[held_out], train.labels[held_out]),
+            split_id(held_out))

@@ -15,13 +15,14 @@ from PIL import Image
 from artifacts.atomic import write_bytes
 from artifacts.folder import CheckpointFolder
 from artifacts.mistakes import write_mistakes
-from artifacts.results import read_history, write_history, write_results
+from artifacts.results import read_history, write_history
 from artifacts.weights import CheckpointError, load_checkpoint, save_checkpoint
 from model import CLASSES, MEAN, NORMS, STD, count_parameters
 from training.data import Split
 from training.evaluate import class_probabilities
 from training.figures import confusion_figure, curves_figure, mistakes_grid, save_figure
 from training.loop import TrainResult
+from training.summary import write_summary
 
 
 class OutputError(RuntimeError):
@@ -41,8 +42,14 @@ def check_writable(folder: Path) -> None:
         ) from error
 
 
-def export_norm(result: TrainResult, test_split: Split, output_dir: Path) -> dict[str, Any]:
-    """Write one trained model's checkpoint, history, confusion matrix and mistake grid."""
+def export_norm(result: TrainResult, test_split: Split, output_dir: Path, train_images: int = 50_000,
+                validation: tuple[Split, str] | None = None) -> dict[str, Any]:
+    """Write one trained model's checkpoint and history, and for the shipped seed its confusion matrix
+    and mistake grid (the other seeds are kept for their numbers).
+
+    ``validation``: the held-out split the run was evaluated on, and its id, for runs that
+    trained on the other training images; its accuracy goes into the metadata.
+    """
     config, last = result.config, result.history[-1]
     predicted = class_probabilities(result.model, test_split.images).cpu().argmax(1)
     test_accuracy = (predicted == test_split.labels.cpu()).sum().item() / len(predicted)
@@ -52,12 +59,21 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path) -> dic
         "mean": list(MEAN), "std": list(STD), "classes": list(CLASSES), "seed": config.seed,
         "batch_size": config.batch_size, "lr": config.lr, "crop_padding": config.crop_padding,
         "weight_decay": config.weight_decay, "label_smoothing": config.label_smoothing,
-        "train_images": config.train_subset or 50000,
+        "train_images": min(config.train_subset or train_images, train_images),
         "train_seconds": sum(h["seconds"] for h in result.history),
     }
-    folder = CheckpointFolder(output_dir)
+    if config.recipe != "ours":
+        metadata["recipe"] = config.recipe
+    if validation is not None:
+        held_out, held_out_id = validation
+        correct = class_probabilities(result.model, held_out.images).cpu().argmax(1) == held_out.labels.cpu()
+        metadata["validation_accuracy"] = correct.float().mean().item()
+        metadata["validation_split"] = held_out_id
+    folder = CheckpointFolder(output_dir).seed_folder(config.seed)
     save_checkpoint(result.model, folder.weights(config.norm), metadata)
     write_history(folder.history(config.norm), metadata, result.history)
+    if config.seed != 0:
+        return metadata
     labels = test_split.labels.cpu()
     save_figure(confusion_figure(labels, predicted, config.norm), folder.confusion(config.norm))
     wrong = torch.nonzero(predicted != labels).flatten()[:10]
@@ -69,7 +85,7 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path) -> dic
 
 
 def export_comparison(output_dir: Path, test_split: Split) -> dict[str, Any]:
-    """Write what compares the models: results table, curves, mistakes file, examples."""
+    """Write what compares the shipped models: results (with every seed), curves, mistakes file, examples."""
     folder = CheckpointFolder(output_dir)
     models, results, histories = {}, {}, {}
     for norm in NORMS:
@@ -84,7 +100,7 @@ def export_comparison(output_dir: Path, test_split: Split) -> dict[str, Any]:
         histories[norm] = read_history(folder.history(norm))
     if not models:
         return {}
-    write_results(folder.results, results)
+    write_summary(folder)
     save_figure(curves_figure(histories), folder.curves)
 
     images, labels = test_split.images.cpu(), test_split.labels.cpu()

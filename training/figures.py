@@ -72,13 +72,14 @@ def curves_figure(histories: dict[str, list[dict[str, float]]]):
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
     for norm, history in histories.items():
         epochs = [h["epoch"] for h in history]
+        held_out = "val" if "val_loss" in history[0] else "test"  # runs with a validation split
         (line,) = loss_axes.plot(epochs, [h["train_loss"] for h in history], label=f"{norm_title(norm)} train")
-        loss_axes.plot(epochs, [h["test_loss"] for h in history], "--", color=line.get_color(),
-                       label=f"{norm_title(norm)} test")
+        loss_axes.plot(epochs, [h[f"{held_out}_loss"] for h in history], "--", color=line.get_color(),
+                       label=f"{norm_title(norm)} {held_out}")
         accuracy_axes.plot(epochs, [100 * h["train_accuracy"] for h in history], color=line.get_color(),
                            label=f"{norm_title(norm)} train")
-        accuracy_axes.plot(epochs, [100 * h["test_accuracy"] for h in history], "--", color=line.get_color(),
-                           label=f"{norm_title(norm)} test")
+        accuracy_axes.plot(epochs, [100 * h[f"{held_out}_accuracy"] for h in history], "--",
+                           color=line.get_color(), label=f"{norm_title(norm)} {held_out}")
     loss_axes.set(xlabel="epoch", ylabel="loss (train: with label smoothing)", title="Loss")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for axes in (loss_axes, accuracy_axes):

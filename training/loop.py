@@ -67,8 +67,12 @@ def make_optimizer(model: nn.Module, config: TrainConfig, steps: int):
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.SGD(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, momentum=config.momentum, nesterov=True,
+        lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
     )
+    if config.schedule == "step":  # the plain recipe: constant, then a tenth for the last quarter
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 1.0 if step < 0.75 * steps else 0.1
+        )
     # One cycle, linear both ways: from peak/10 up to the peak over the warm-up, then down
     # to peak/1000 at the last step. Piecewise-linear interpolation also works for runs of
     # only a few steps, where torch's OneCycleLR divides by zero.
@@ -81,7 +85,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig, steps: int):
 
 
 def state_path(state_dir: Path, config: TrainConfig) -> Path:
-    return Path(state_dir) / f"{config.arch}-{config.norm}.pt"
+    seed = f"-seed{config.seed}" if config.seed != 0 else ""
+    return Path(state_dir) / f"{config.arch}-{config.norm}{seed}.pt"
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
@@ -206,7 +211,7 @@ def train_epoch(run: Run, config: TrainConfig, padded: Tensor, labels: Tensor, p
     bar = tqdm(total=len(labels), desc=f"{config.norm} epoch {epoch}/{config.epochs}", unit="img",
                leave=False, disable=not progress, dynamic_ncols=True, position=position)
     for step, (inputs, batch_labels) in enumerate(
-        augmented_batches(padded, labels, config.batch_size, run.data_rng)
+        augmented_batches(padded, labels, config.batch_size, run.data_rng, flip=config.flip)
     ):
         with amp:
             logits = run.model(inputs)
@@ -242,7 +247,7 @@ def train_epoch(run: Run, config: TrainConfig, padded: Tensor, labels: Tensor, p
 def train(
     config: TrainConfig,
     train_split: Split,
-    test_split: Split,
+    eval_split: Split,
     device: torch.device,
     state_dir: Path,
     restart: bool = False,
@@ -252,8 +257,11 @@ def train(
 ) -> TrainResult:
     """Train one network; continue from ``state_dir`` if a finished epoch was saved there.
 
+    After every epoch the network is evaluated on ``eval_split``: the test set, or the
+    validation split when ``config.validation`` (the history then says ``val_`` for ``test_``).
     ``position`` is the line of this run's progress bar when several runs share a terminal.
     """
+    evaluated = "val" if config.validation else "test"
     if config.train_subset:
         train_split = train_split.subset(config.train_subset)
     run = start_run(config, math.ceil(len(train_split) / config.batch_size))
@@ -265,18 +273,18 @@ def train(
             tqdm.write(f"Resuming {config.arch}/{config.norm} from {path} after epoch {run.epoch}")
             sys.stdout.flush()
     move_to(run, device)
-    train_split, test_split = train_split.to(device), test_split.to(device)
+    train_split, eval_split = train_split.to(device), eval_split.to(device)
     padded = reflect_pad(train_split.images, config.crop_padding)
     started = time.perf_counter() - sum(h["seconds"] for h in run.history)
 
     while run.epoch < config.epochs:
         epoch_start = time.perf_counter()
         trained = train_epoch(run, config, padded, train_split.labels, path, progress, position)
-        test_loss, test_accuracy = evaluate(run.model, test_split)
+        eval_loss, eval_accuracy = evaluate(run.model, eval_split)
         record = {
             "epoch": run.epoch + 1, "train_loss": trained["train_loss"],
-            "train_accuracy": trained["train_accuracy"], "test_loss": test_loss,
-            "test_accuracy": test_accuracy, "lr": run.scheduler.get_last_lr()[0],
+            "train_accuracy": trained["train_accuracy"], f"{evaluated}_loss": eval_loss,
+            f"{evaluated}_accuracy": eval_accuracy, "lr": run.scheduler.get_last_lr()[0],
             "images_per_second": trained["images_per_second"],
             "seconds": time.perf_counter() - epoch_start,
         }
@@ -284,7 +292,7 @@ def train(
         tqdm.write(
             f"{config.arch}/{config.norm} epoch {run.epoch:2d}/{config.epochs}  "
             f"train loss {record['train_loss']:.3f} acc {record['train_accuracy']:.2%}  "
-            f"test loss {record['test_loss']:.3f} acc {record['test_accuracy']:.2%}  "
+            f"{evaluated} loss {eval_loss:.3f} acc {eval_accuracy:.2%}  "
             f"{record['images_per_second']:,.0f} img/s  elapsed {time.perf_counter() - started:,.0f}s",
         )
         sys.stdout.flush()  # keep a redirected log current

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from training.config import TrainConfig
-from training.data import Split, load_split
+from training.data import Split, hold_out_validation, load_split
 from training.loop import keep_freed_memory, train
 
 
@@ -60,9 +60,13 @@ def train_and_export(config: TrainConfig, task: Task, train_split: Split, test_s
     """Train one norm (resuming if its state is saved) and write its checkpoint and plots."""
     from training.export import export_norm
 
-    result = train(config, train_split, test_split, task.device, task.state_dir,
+    validation = None
+    if config.validation:
+        train_split, held_out, held_out_id = hold_out_validation(train_split)
+        validation = (held_out, held_out_id)
+    result = train(config, train_split, validation[0] if validation else test_split, task.device, task.state_dir,
                    restart=task.restart, progress=task.progress, position=position)
-    export_norm(result, test_split, task.output_dir)
+    export_norm(result, test_split, task.output_dir, len(train_split), validation)
 
 
 def _worker_start(threads: int, lock: Any) -> None:

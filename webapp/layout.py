@@ -24,7 +24,14 @@ from webapp.lab import UPLOADED, LabDemo, corruption_choices, read_lab, section_
 from webapp.mistakes import ANY, agreement_choices
 from webapp.output_files import sweep_interval
 from webapp.preprocess import FIT_MODES
-from webapp.training_report import explanation, find_figures, markdown_table, reference_note, results_table
+from webapp.training_report import (
+    differences_markdown,
+    explanation,
+    find_figures,
+    markdown_table,
+    reference_note,
+    results_table,
+)
 
 TITLE = "CIFAR-10 Normalization Lab"
 INTRO = (
@@ -271,6 +278,9 @@ def training_tab(app: App) -> None:
             "images; test accuracy on CIFAR-10's 10,000 test images. " + reference_note(bank)
         )
         gr.Markdown(markdown_table(*results_table(bank)))
+        differences = differences_markdown(bank)
+        if differences:
+            gr.Markdown(differences)
         if figures.curves:
             gr.Image(str(figures.curves), label="Loss and accuracy per epoch", show_label=False,
                      interactive=False, buttons=["fullscreen"])

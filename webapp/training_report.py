@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from artifacts.folder import CheckpointFolder
-from artifacts.results import read_results
+from artifacts.results import read_over_seeds, read_results
 from model import NORMS
 from webapp.gradcam import feature_layers
 from webapp.inference import ModelBank
@@ -20,6 +20,7 @@ REFERENCE_EPOCHS = 20
 TABLE_HEADERS = [
     "Normalization", "Parameters", "Epochs", "Train acc.", "Test acc.", "Training time", "Reference (published)",
 ]
+SEEDS_HEADER = "Test acc. over seeds (mean ± std)"
 RETRAINED_HEADER = "Reference (retrained here)"
 
 
@@ -43,9 +44,13 @@ def _percent(metadata: dict[str, Any], key: str) -> str:
 def results_table(bank: ModelBank) -> tuple[list[str], list[list[str]]]:
     """Headers and one row per norm: ours, with the reference network's train / test accuracy beside them.
 
-    The "retrained here" column appears only when ``checkpoints/seed/results.json`` exists.
+    Train and test accuracy are the shipped (seed 0) model's. The column over seeds appears
+    when ``results.json`` has more than one seed; the "retrained here" column only when
+    ``checkpoints/reference/results.json`` exists.
     """
     ours = read_results(bank.folder.results) or {norm: loaded.metadata for norm, loaded in bank.models.items()}
+    over_seeds, _ = read_over_seeds(bank.folder.results)
+    several = any(len(summary.get("runs", [])) > 1 for summary in over_seeds.values())
     retrained = read_results(bank.folder.reference.results)
     rows = []
     for norm in NORMS:
@@ -60,10 +65,33 @@ def results_table(bank: ModelBank) -> tuple[list[str], list[list[str]]]:
             _minutes(mine.get("train_seconds")),
             f"{published_train:.2f}% / {published_test:.2f}%",
         ])
+        if several:
+            rows[-1].insert(5, _mean_and_spread(over_seeds.get(norm)))
         if retrained:
             rows[-1].append(f"{_percent(theirs, 'train_accuracy')} / {_percent(theirs, 'test_accuracy')}" if theirs
                             else "–")
-    return (TABLE_HEADERS + [RETRAINED_HEADER] if retrained else TABLE_HEADERS), rows
+    headers = list(TABLE_HEADERS)
+    if several:
+        headers.insert(5, SEEDS_HEADER)
+    return (headers + [RETRAINED_HEADER] if retrained else headers), rows
+
+
+def _mean_and_spread(summary: dict[str, Any] | None) -> str:
+    try:
+        test = summary["test_accuracy"]
+        return f"{100 * test['mean']:.2f} ± {100 * test['std']:.2f}% ({test['n']} seeds)"
+    except (TypeError, KeyError):
+        return "–"
+
+
+def differences_markdown(bank: ModelBank) -> str:
+    """One line per pair of norms: what the 95% interval of the difference over seeds allows one to say."""
+    _, differences = read_over_seeds(bank.folder.results)
+    lines = [f"- {difference['verdict']}" for difference in differences.values() if "verdict" in difference]
+    if not lines:
+        return ""
+    return ("**Differences in test accuracy** (Welch's t, 95% interval over seeds; a difference is claimed only "
+            "when the interval excludes zero):\n" + "\n".join(lines))
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:

@@ -1,0 +1,44 @@
+import math
+
+import pytest
+
+from training.statistics import summarize, verdict, welch_interval
+
+
+def test_summary_is_mean_and_sample_standard_deviation() -> None:
+    summary = summarize([0.80, 0.82, 0.84])
+    assert summary.mean == pytest.approx(0.82) and summary.std == pytest.approx(0.02) and summary.n == 3
+    assert summarize([0.5]).std == 0.0
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_welch_interval_on_a_worked_example() -> None:
+    # means 2 and 5.5, variances 1 and 5/3: se^2 = 1/3 + 5/12 = 0.75, Welch-Satterthwaite df = 4.9592;
+    # t(0.975, 4.9592) = 2.5773, so the half-width is 2.5773 * sqrt(0.75) = 2.2320.
+    difference = welch_interval([1, 2, 3], [4, 5, 6, 7])
+    assert difference.estimate == pytest.approx(-3.5)
+    assert difference.degrees_of_freedom == pytest.approx(4.9592, abs=1e-4)
+    assert difference.low == pytest.approx(-5.7317, abs=1e-4) and difference.high == pytest.approx(-1.2683, abs=1e-4)
+    assert difference.detected
+
+
+def test_overlapping_runs_are_no_detectable_difference() -> None:
+    difference = welch_interval([0.833, 0.837, 0.829], [0.835, 0.830, 0.836])
+    assert difference.low < 0 < difference.high and not difference.detected
+    assert verdict("GN", "LN", difference, 3).startswith(
+        "no detectable difference between GN and LN with 3 seeds (GN − LN: -0.07 points, 95% interval -0.90 to")
+
+
+def test_a_clear_difference_names_the_better_norm_either_way_round() -> None:
+    bn, gn = [0.853, 0.854, 0.852], [0.833, 0.835, 0.831]
+    expected = "BN is better than GN by 2.00 points (95% interval 1.58 to 2.42, 3 seeds)"
+    assert verdict("BN", "GN", welch_interval(bn, gn), 3) == expected
+    assert verdict("GN", "BN", welch_interval(gn, bn), 3) == verdict("BN", "GN", welch_interval(bn, gn), 3)
+
+
+def test_degenerate_samples() -> None:
+    assert math.isnan(welch_interval([0.8], [0.7, 0.71]).low)
+    assert "one run each" in verdict("BN", "GN", welch_interval([0.8], [0.7]), 1)
+    same = welch_interval([0.8, 0.8], [0.7, 0.7])
+    assert same.low == same.high == pytest.approx(0.1) and same.detected

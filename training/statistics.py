@@ -1,0 +1,73 @@
+"""Numbers over seeds: mean and spread, and 95% intervals for the difference between two norms.
+
+Training the same network with another seed moves its accuracy by a few tenths of a
+point, so a comparison between norms is made over several seeds: Welch's t interval for
+the difference of two means (unequal variances, small samples). The words a report uses
+follow from the interval: a difference is "detected" only when the interval excludes zero.
+"""
+
+import math
+from dataclasses import dataclass
+
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Summary:
+    mean: float
+    std: float  # sample standard deviation (n - 1); 0 for a single value
+    n: int
+
+
+def summarize(values: list[float]) -> Summary:
+    if not values:
+        raise ValueError("no values to summarize")
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return Summary(mean, std, n)
+
+
+@dataclass(frozen=True)
+class Difference:
+    estimate: float  # mean of a minus mean of b
+    low: float  # the confidence interval; nan when it cannot be computed (fewer than 2 values a side)
+    high: float
+    degrees_of_freedom: float
+
+    @property
+    def detected(self) -> bool:
+        """Whether the interval excludes zero."""
+        return not math.isnan(self.low) and (self.low > 0 or self.high < 0)
+
+
+def welch_interval(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> Difference:
+    """Welch's t interval for mean(a) - mean(b)."""
+    first, second = summarize(a), summarize(b)
+    estimate = first.mean - second.mean
+    if first.n < 2 or second.n < 2:
+        return Difference(estimate, math.nan, math.nan, math.nan)
+    var_a, var_b = first.std**2 / first.n, second.std**2 / second.n
+    se = math.sqrt(var_a + var_b)
+    if se == 0:  # identical runs on both sides: no spread to speak of
+        return Difference(estimate, estimate, estimate, math.inf)
+    df = (var_a + var_b) ** 2 / (var_a**2 / (first.n - 1) + var_b**2 / (second.n - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    return Difference(estimate, estimate - half, estimate + half, df)
+
+
+def verdict(name_a: str, name_b: str, difference: Difference, seeds: int) -> str:
+    """The words a comparison may use, in points of accuracy (the values are fractions)."""
+    if math.isnan(difference.low):
+        return f"one run each: no interval for {name_a} against {name_b}"
+    if not difference.detected:
+        return (f"no detectable difference between {name_a} and {name_b} with {seeds} seeds ({name_a} − {name_b}: "
+                f"{100 * difference.estimate:+.2f} points, 95% interval {100 * difference.low:+.2f} to "
+                f"{100 * difference.high:+.2f})")
+    sign = 1 if difference.estimate > 0 else -1
+    low, high = sorted((sign * difference.low, sign * difference.high))
+    better, worse = (name_a, name_b) if sign > 0 else (name_b, name_a)
+    return (f"{better} is better than {worse} by {100 * sign * difference.estimate:.2f} points (95% interval "
+            f"{100 * low:.2f} to {100 * high:.2f}, {seeds} seeds)")
