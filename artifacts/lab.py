@@ -24,6 +24,25 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+def _std(results: dict[str, Any], *path: Any) -> float | None:
+    """The spread over seeds beside a measured number, when it was measured on several seeds."""
+    if len(results.get("setup", {}).get("seeds", [])) < 2:
+        return None
+    node: Any = results.get("std")
+    for key in path:
+        node = node[key] if isinstance(node, (dict, list)) else None
+    return node if isinstance(node, (int, float)) else None
+
+
+def _pct_spread(value: float, std: float | None) -> str:
+    return _pct(value) if std is None else f"{100 * value:.1f} ± {100 * std:.1f}%"
+
+
+def _seeds_text(results: dict[str, Any]) -> str:
+    seeds = results.get("setup", {}).get("seeds", [])
+    return f" Mean ± std over seeds {', '.join(map(str, seeds))}." if len(seeds) > 1 else ""
+
+
 def _rates(base_lr: Any) -> str:
     if isinstance(base_lr, dict):
         return "(" + ", ".join(f"{lr} for {norm_title(n)}" for n, lr in base_lr.items()) + ")"
@@ -51,12 +70,16 @@ def coupling_table(results: dict[str, Any]) -> Table:
     rows = []
     for norm, modes in measured.items():
         for mode, values in modes.items():
-            rows.append([f"{norm_title(norm)}, {mode} mode", f"{values['mean_max_abs_change']:.4f}",
-                         f"{values['largest_change']:.4f}", _pct(values["top_class_flip_rate"])])
+            change_std = _std(results, "results", norm, mode, "mean_max_abs_change")
+            rows.append([f"{norm_title(norm)}, {mode} mode",
+                         f"{values['mean_max_abs_change']:.4f}" + (f" ± {change_std:.4f}" if change_std else ""),
+                         f"{values['largest_change']:.4f}",
+                         _pct_spread(values["top_class_flip_rate"],
+                                     _std(results, "results", norm, mode, "top_class_flip_rate"))])
     setup_text = (
         f"{setup['probes']} test images, each put in {setup['trials']} batches of {setup['batch_size']} with "
         "random other test images. Change = the largest difference of any class probability from the image's "
-        "prediction in its first batch."
+        "prediction in its first batch." + _seeds_text(results)
     )
     return setup_text, ["Model", "Mean change", "Largest change", "Top class flips"], rows
 
@@ -64,21 +87,24 @@ def coupling_table(results: dict[str, Any]) -> Table:
 def robustness_table(results: dict[str, Any]) -> Table:
     summary, clean = results["mean_corrupted_accuracy"], results["clean_accuracy"]
     norms = list(clean)
-    rows = [["Clean", *(_pct(clean[n]) for n in norms)]]
-    rows += [[CORRUPTION_TITLES.get(name, name), *(_pct(per_norm[n]) for n in norms)]
+    rows = [["Clean", *(_pct_spread(clean[n], _std(results, "clean_accuracy", n)) for n in norms)]]
+    rows += [[CORRUPTION_TITLES.get(name, name),
+              *(_pct_spread(per_norm[n], _std(results, "mean_corrupted_accuracy", name, n)) for n in norms)]
              for name, per_norm in summary.items()]
-    setup_text = f"Test accuracy on {results['setup']['test_images']:,} test images, averaged over severities 1-5."
+    setup_text = (f"Test accuracy on {results['setup']['test_images']:,} test images, averaged over severities 1-5."
+                  + _seeds_text(results))
     return setup_text, ["Corruption", *(norm_title(n) for n in norms)], rows
 
 
 def calibration_table(results: dict[str, Any]) -> Table:
     rows = [
-        [norm_title(n), _pct(r["ece"]), _pct(r["accuracy"]), _pct(r["mean_confidence"]), f"{r['nll']:.3f}"]
+        [norm_title(n), *(_pct_spread(r[key], _std(results, "results", n, key))
+                          for key in ("ece", "accuracy", "mean_confidence")), f"{r['nll']:.3f}"]
         for n, r in results["results"].items()
     ]
     setup_text = (
         f"On {results['setup']['test_images']:,} test images, {results['setup']['bins']} confidence bins. "
-        "Confidence below accuracy means the model is under-confident."
+        "Confidence below accuracy means the model is under-confident." + _seeds_text(results)
     )
     return setup_text, ["Model", "ECE", "Accuracy", "Mean confidence", "NLL"], rows
 

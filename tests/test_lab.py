@@ -6,11 +6,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from artifacts.lab import EXPERIMENTS
 from model import ARCHITECTURES, NORMS, build_model
 from probes.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from training.data import Split
 from training.lab import batch_size, calibration, coupling
-from training.lab.__main__ import EXPERIMENTS, main
+from training.lab.__main__ import main
+from training.lab.seeds import mean_and_spread, spread
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -157,3 +159,20 @@ def test_lab_without_checkpoints_says_which_file_is_missing(cifar_dir: Path, tmp
     assert main(["coupling", "--data-dir", str(cifar_dir), "--checkpoint-dir", str(tmp_path / "none"),
                  "--output-dir", str(tmp_path / "out"), "--test-images", "16"]) == 2
     assert "bn.safetensors does not exist" in capsys.readouterr().err
+
+
+def test_a_measurement_over_seeds_is_the_mean_with_its_spread() -> None:
+    measured = {
+        0: {"setup": {"bins": 15}, "results": {"bn": {"ece": 0.10, "bins": {"count": [1, 3]}, "name": "x"}}},
+        1: {"setup": {"bins": 15}, "results": {"bn": {"ece": 0.14, "bins": {"count": [3, 5]}, "name": "x"}}},
+    }
+    combined = mean_and_spread(measured)
+    assert combined["setup"] == {"bins": 15, "seeds": [0, 1]}
+    assert combined["results"]["bn"]["ece"] == pytest.approx(0.12)
+    assert combined["std"]["results"]["bn"]["ece"] == pytest.approx(0.0282843, abs=1e-6)
+    assert combined["results"]["bn"]["bins"]["count"] == [2, 4] and combined["results"]["bn"]["name"] == "x"
+    assert spread(combined, "results", "bn", "bins", "count", 1) == pytest.approx(1.4142136, abs=1e-6)
+    table = EXPERIMENTS["calibration"].table({**combined, "setup": {**combined["setup"], "test_images": 10}}
+                                             | {"results": {"bn": {**combined["results"]["bn"], "accuracy": 0.8,
+                                                                   "mean_confidence": 0.7, "nll": 0.5}}})
+    assert table[2][0][1] == "12.0 ± 2.8%" and "Mean ± std over seeds 0, 1." in table[0]

@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="batch_size: the batch sizes to train at (default: 2 8 32 128)")
     parser.add_argument("--probes", type=int, default=100, help="coupling: test images to probe (default 100)")
     parser.add_argument("--rounds", type=int, default=5, help="cost: timing rounds (default 5)")
+    parser.add_argument("--shipped-only", action="store_true",
+                        help="coupling, robustness, calibration: measure the shipped (seed 0) models only, not "
+                        "every seed's under <checkpoint-dir>/seeds/")
     parser.add_argument("--restart", action="store_true",
                         help="batch_size: ignore finished runs and saved resume state, train every run again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

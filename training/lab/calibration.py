@@ -14,6 +14,7 @@ from training.data import Split
 from training.evaluate import class_probabilities
 from training.figures import pyplot
 from training.lab.context import LabContext
+from training.lab.seeds import over_seeds, seeds_note, spread
 
 BINS = 15
 
@@ -40,7 +41,9 @@ def reliability(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = B
 
 
 def run(context: LabContext) -> dict[str, Any]:
-    return measure(context.models, context.data["test"])
+    """Measured on every seed's models: the mean, with ``std`` beside it."""
+    return over_seeds(context, lambda models: measure(models, context.data["test"]))
+
 
 def measure(models: dict[str, nn.Module], test: Split) -> dict[str, Any]:
     labels = test.labels.cpu()
@@ -62,13 +65,16 @@ def figure(measured: dict[str, Any]):
         axis.bar([edges[i].item() for i in filled], [bins["accuracy"][i] for i in filled], width=1 / BINS,
                  align="edge", color=NORMS[norm].colour, edgecolor="black", linewidth=0.4, label="accuracy")
         axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-        axis.set_title(f"{NORMS[norm].title}: ECE {result['ece']:.2%}", fontsize=10)
+        ece_spread = spread(measured, "results", norm, "ece")
+        axis.set_title(f"{NORMS[norm].title}: ECE {result['ece']:.2%}"
+                       + (f" ± {ece_spread:.2%}" if ece_spread else ""), fontsize=10)
         axis.set_xlabel("confidence")
         axis.set_xlim(0, 1)
         axis.set_ylim(0, 1)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy in bin")
     axes[0].legend(fontsize=8, loc="upper left")
-    fig.suptitle(f"Reliability diagrams on {measured['setup']['test_images']:,} test images", fontsize=11)
+    fig.suptitle(f"Reliability diagrams on {measured['setup']['test_images']:,} test images ({seeds_note(measured)})",
+                 fontsize=11)
     fig.tight_layout()
     return fig

@@ -25,6 +25,18 @@ class LabContext:
 
     @cached_property
     def models(self) -> dict[str, nn.Module]:
-        """The shipped BN, GN and LN models, in eval mode on the CPU."""
+        """The shipped (seed 0) BN, GN and LN models, in eval mode on the CPU."""
         folder = CheckpointFolder(self.args.checkpoint_dir)
         return {norm: load_checkpoint(folder.weights(norm))[0] for norm in NORMS}
+
+    @cached_property
+    def models_by_seed(self) -> dict[int, dict[str, nn.Module]]:
+        """Every seed's BN, GN and LN models (seed 0 is the shipped one), unless --shipped-only."""
+        folders = CheckpointFolder(self.args.checkpoint_dir).seed_folders()
+        if getattr(self.args, "shipped_only", False):
+            folders = {0: folders[0]}
+        found = {0: self.models}
+        for seed, folder in folders.items():
+            if seed != 0 and all(folder.weights(norm).exists() for norm in NORMS):
+                found[seed] = {norm: load_checkpoint(folder.weights(norm))[0] for norm in NORMS}
+        return found

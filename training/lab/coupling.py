@@ -16,13 +16,16 @@ from probes.coupling import companion_sweep, train_mode_copy
 from training.data import Split
 from training.figures import pyplot
 from training.lab.context import LabContext
+from training.lab.seeds import over_seeds, seeds_note, spread
 
 MODES = ("train", "eval")
 
 
 
 def run(context: LabContext) -> dict[str, Any]:
-    return measure(context.models, context.data["test"], probes=context.args.probes)
+    """Measured on every seed's models: the mean, with ``std`` beside it."""
+    return over_seeds(context, lambda models: measure(models, context.data["test"], probes=context.args.probes))
+
 
 def measure(models: dict[str, nn.Module], test: Split, probes: int = 100, trials: int = 6,
             batch_size: int = 32, seed: int = 0) -> dict[str, Any]:
@@ -60,7 +63,8 @@ def figure(measured: dict[str, Any]):
                              (axes[1], "top_class_flip_rate", "Top class flips (fraction of batches)")):
         for offset, mode in ((-width / 2, "train"), (width / 2, "eval")):
             values = [results[norm][mode][key] for norm in norms]
-            bars = axis.bar([i + offset for i in range(len(norms))], values, width,
+            errors = [spread(measured, "results", norm, mode, key) for norm in norms]
+            bars = axis.bar([i + offset for i in range(len(norms))], values, width, yerr=errors, capsize=3,
                             color=[NORMS[n].colour for n in norms], alpha=1.0 if mode == "train" else 0.4,
                             edgecolor="black", linewidth=0.5)
             for bar, value in zip(bars, values, strict=True):
@@ -72,6 +76,7 @@ def figure(measured: dict[str, Any]):
         axis.grid(axis="y", alpha=0.3)
     setup = measured["setup"]
     fig.suptitle(f"Batch coupling: one test image in {setup['trials']} random batches of {setup['batch_size']} "
-                 f"({setup['probes']} images); solid = train mode, pale = eval mode", fontsize=10)
+                 f"({setup['probes']} images; {seeds_note(measured)}); solid = train mode, pale = eval mode",
+                 fontsize=10)
     fig.tight_layout()
     return fig

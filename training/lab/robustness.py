@@ -11,10 +11,13 @@ from training.data import Split
 from training.evaluate import class_probabilities
 from training.figures import pyplot
 from training.lab.context import LabContext
+from training.lab.seeds import over_seeds, seeds_note, spread
 
 
 def run(context: LabContext) -> dict[str, Any]:
-    return measure(context.models, context.data["test"])
+    """Measured on every seed's models: the mean, with ``std`` beside it."""
+    return over_seeds(context, lambda models: measure(models, context.data["test"]))
+
 
 def measure(models: dict[str, nn.Module], test: Split, seed: int = 0) -> dict[str, Any]:
     clean = {norm: _accuracy(model, test.images, test.labels) for norm, model in models.items()}
@@ -50,7 +53,9 @@ def figure(measured: dict[str, Any]):
     severities = measured["setup"]["severities"]
     for axis, (name, per_norm) in zip(axes.flat, measured["accuracy"].items(), strict=True):
         for norm, values in per_norm.items():
-            axis.plot(severities, [100 * v for v in values], "o-", color=NORMS[norm].colour, label=NORMS[norm].title)
+            errors = [100 * spread(measured, "accuracy", name, norm, i) for i in range(len(values))]
+            axis.errorbar(severities, [100 * v for v in values], yerr=errors, fmt="o-", capsize=3,
+                          color=NORMS[norm].colour, label=NORMS[norm].title)
         axis.set_title(CORRUPTION_TITLES[name], fontsize=10)
         axis.set_xticks(severities)
         axis.grid(alpha=0.3)
@@ -59,6 +64,7 @@ def figure(measured: dict[str, Any]):
     for axis in axes[:, 0]:
         axis.set_ylabel("test accuracy (%)")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"Robustness on {measured['setup']['test_images']:,} test images", fontsize=11)
+    fig.suptitle(f"Robustness on {measured['setup']['test_images']:,} test images ({seeds_note(measured)})",
+                 fontsize=11)
     fig.tight_layout()
     return fig
