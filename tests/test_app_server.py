@@ -10,14 +10,10 @@ import json
 import os
 import socket
 import struct
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +23,10 @@ from gradio_client.exceptions import AppError
 from PIL import Image, ImageOps
 
 from model import NORMS
-from webapp.inference import load_bank, predict
+from tests.app_server import ROOT, Server, app_server
+from webapp.inference import load_bank
 from webapp.preprocess import prepare
 
-ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = Path(os.environ.get("CHECKPOINT_DIR", ROOT / "checkpoints"))
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -39,19 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 UPLOAD_CAP_MB = 5
-
-
-@dataclass
-class Server:
-    url: str
-    port: int
-    log: Path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -70,36 +53,10 @@ def examples(checkpoint_dir: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(checkpoint_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    port = free_port()
     log = tmp_path_factory.mktemp("server") / "app.log"
-    env = {**os.environ, "CHECKPOINT_DIR": str(checkpoint_dir), "MAX_UPLOAD_SIZE": f"{UPLOAD_CAP_MB}mb",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    env.pop("GRADIO_SERVER_NAME", None)  # the default binding is what is under test
-    with open(log, "wb") as output:
-        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                                   stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the app exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer within 300 s:\n{log.read_text()}")
-            time.sleep(0.5)
-        yield Server(url, port, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    env = {"CHECKPOINT_DIR": str(checkpoint_dir), "MAX_UPLOAD_SIZE": f"{UPLOAD_CAP_MB}mb"}
+    with app_server(log, env=env) as running:  # binds to the default address: what is under test
+        yield running
 
 
 def client(server: Server) -> Client:
@@ -218,7 +175,7 @@ def test_32_concurrent_clients_each_get_their_own_answer(server: Server, example
     bank = load_bank(checkpoint_dir)
     expected = []
     for path in inputs:
-        probabilities = predict(bank, prepare(path)[0]).probabilities
+        probabilities = bank.predict(prepare(path)[0]).probabilities
         expected.append({norm: (bank.classes[int(p.argmax())], float(p.max())) for norm, p in probabilities.items()})
 
     clients = list(ThreadPoolExecutor(8).map(lambda _: client(server), range(32)))

@@ -1,0 +1,475 @@
+"""The app under a crowd, beside the framework's floor: failures, latency, throughput, memory and disk.
+
+    python benchmarks/app_load.py                          # 32 clients for 1 minute on each server
+    python benchmarks/app_load.py --clients 64 --minutes 10 --requests 5000
+
+K gradio_client clients (each a visitor of its own, downloading the images it gets, as a client does
+by default) call the server at the same time for M minutes (or until --requests calls), with a
+mix of what visitors do: click an example (the same ten images for everyone), upload a photo
+(32x32 PNG up to a 12-megapixel JPEG), upload a bad file (text named .png, an empty file: the app
+must answer with its own error message, which counts as expected), and ask for Grad-CAM
+(/gradcam after /classify, on the same client). Each client draws the same sequence of actions
+on both servers.
+
+Two servers run, one after the other, each `python` process on a free loopback port with its
+own Gradio temporary folder: `python app.py`, then `benchmarks/floor_app.py` (one image input,
+one label output, no model, the app's queue settings), which gets the same images and bad files,
+with a plain classification in place of each Grad-CAM call. Prints, for each: failures, p50 and
+p95 latency, throughput, the server's resident memory and temporary folder at start and end;
+then the app's ratios to the floor beside the targets.
+"""
+
+import argparse
+import io
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 300  # seconds for a server to answer its first request
+LAST_LAYER, OPACITY, TOP_CLASS = 4, 0.5, -1  # the Grad-CAM call: last block, half opacity, each model's top class
+# Targets of the app against the floor, and for its memory.
+P50_TARGET, THROUGHPUT_TARGET, RSS_TARGET_MB, RSS_TARGET_REQUESTS = 1.15, 0.85, 50, 5000
+
+# What a visitor does, and how often (weights sum to 100).
+MIX = {"example": 40, "upload": 30, "bad file": 10, "gradcam": 20}
+UPLOADS = {  # name -> (width, height, format); the 12-megapixel photo is the rarest
+    "32x32.png": (32, 32, "PNG"),
+    "640x480.png": (640, 480, "PNG"),
+    "1024x768.jpg": (1024, 768, "JPEG"),
+    "4032x3024.jpg": (4032, 3024, "JPEG"),
+}
+UPLOAD_WEIGHTS = (10, 8, 8, 4)
+BAD_FILES = {"notes.png": (b"these are notes, not a picture\n", "not an image"), "empty.png": (b"", "empty")}
+
+
+# ---- inputs -----------------------------------------------------------------------------------
+
+
+def photo(width: int, height: int, image_format: str) -> bytes:
+    """Smooth gradients plus noise, so the file compresses and decodes like a photo."""
+    from PIL import Image
+
+    rng = np.random.default_rng(width * height)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=image_format, **({"quality": 90} if image_format == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+@dataclass
+class Inputs:
+    examples: list[Path]
+    uploads: list[Path]
+    bad_files: dict[Path, str]  # file -> a phrase the app's error message contains
+
+
+def make_inputs(folder: Path, checkpoint_dir: Path) -> Inputs:
+    examples = sorted((checkpoint_dir / "examples").glob("*.png"))
+    if not examples:
+        raise SystemExit(f"no example images in {checkpoint_dir / 'examples'}: run `python -m training` first")
+    uploads = []
+    for name, (width, height, image_format) in UPLOADS.items():
+        uploads.append(folder / name)
+        uploads[-1].write_bytes(photo(width, height, image_format))
+    bad_files = {}
+    for name, (data, phrase) in BAD_FILES.items():
+        (folder / name).write_bytes(data)
+        bad_files[folder / name] = phrase
+    return Inputs(examples, uploads, bad_files)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # a key of MIX
+    path: Path
+    expected_error: str | None = None  # for a bad file: a phrase its error must contain ("" for any error)
+
+
+def actions(inputs: Inputs, seed: int) -> Callable[[], Action]:
+    """An endless, reproducible sequence of visitor actions for one client."""
+    rng = random.Random(seed)
+    kinds, weights = list(MIX), list(MIX.values())
+
+    def next_action() -> Action:
+        kind = rng.choices(kinds, weights)[0]
+        if kind == "upload":
+            return Action(kind, rng.choices(inputs.uploads, UPLOAD_WEIGHTS)[0])
+        if kind == "bad file":
+            path = rng.choice(sorted(inputs.bad_files))
+            return Action(kind, path, inputs.bad_files[path])
+        return Action(kind, rng.choice(inputs.examples))
+
+    return next_action
+
+
+# ---- servers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A server's resident memory, CPU time and temporary folder at one moment, and this process's CPU time."""
+
+    rss_mb: float
+    files: int
+    folder_mb: float
+    server_cpu: float
+    client_cpu: float
+
+    def __str__(self) -> str:
+        return f"RSS {self.rss_mb:.0f} MB, temporary folder {self.files} files, {self.folder_mb:.1f} MB"
+
+
+def snapshot(pid: int, folder: Path) -> Snapshot:
+    sizes = [path.stat().st_size for path in folder.rglob("*") if path.is_file()]
+    return Snapshot(rss_mb(pid), len(sizes), sum(sizes) / 1e6, cpu_seconds(pid), time.process_time())
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    temp_dir: Path
+    log: Path
+    port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, checkpoint_dir: Path) -> None:
+        self.port = free_port()
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "GRADIO_TEMP_DIR": str(self.temp_dir), "GRADIO_ANALYTICS_ENABLED": "False",
+               "CHECKPOINT_DIR": str(checkpoint_dir)}
+        env.pop("GRADIO_SERVER_NAME", None)
+        with open(self.log, "wb") as output:
+            self.process = subprocess.Popen([*self.command, "--port", str(self.port)], cwd=ROOT, env=env,
+                                            stdout=output, stderr=subprocess.STDOUT)
+        self._wait()
+
+    def _wait(self) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{self.name} exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise SystemExit(f"{self.name} did not answer within {START_TIMEOUT} s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def snapshot(self) -> Snapshot:
+        return snapshot(self.process.pid, self.temp_dir)
+
+
+# ---- calls ------------------------------------------------------------------------------------
+
+
+def nonempty_file(path: object) -> None:
+    if not (isinstance(path, str) and Path(path).is_file() and Path(path).stat().st_size > 0):
+        raise RuntimeError(f"missing or empty download: {path!r}")
+
+
+class Target:
+    """How one server is called: the app's /classify and /gradcam, or the floor's /classify alone."""
+
+    def __init__(self, is_app: bool) -> None:
+        self.is_app = is_app
+
+    def classify(self, api, path: Path) -> None:
+        from gradio_client import handle_file
+
+        if self.is_app:
+            result = api.predict(handle_file(str(path)), "crop", 3, api_name="/classify")
+            nonempty_file(result[0])
+            if not all(isinstance(label, dict) and label.get("label") for label in result[1:4]):
+                raise RuntimeError(f"labels missing: {result[1:4]!r}")
+        else:
+            result = api.predict(handle_file(str(path)), api_name="/classify")
+            if not (isinstance(result, dict) and result.get("label")):
+                raise RuntimeError(f"label missing: {result!r}")
+
+    def gradcam(self, api, path: Path) -> None:
+        if not self.is_app:
+            self.classify(api, path)  # the floor has no Grad-CAM: the same call again
+            return
+        cams = api.predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam")
+        for cam in cams:
+            nonempty_file(cam.get("value") if isinstance(cam, dict) else cam)
+
+
+@dataclass
+class Record:
+    kind: str
+    seconds: float
+    outcome: str  # "ok", "expected error" or "failure: ..."
+
+
+@dataclass
+class Budget:
+    """Stops every client at the deadline or after ``limit`` calls in all."""
+
+    deadline: float
+    limit: int | None
+    used: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self) -> bool:
+        with self.lock:
+            if time.monotonic() >= self.deadline or (self.limit is not None and self.used >= self.limit):
+                return False
+            self.used += 1
+            return True
+
+
+def timed_call(kind: str, call: Callable[[], None], expected_error: str | None = None) -> Record:
+    from gradio_client.exceptions import AppError
+
+    start = time.perf_counter()
+    try:
+        call()
+        outcome = "ok" if expected_error is None else "failure: a bad file was accepted"
+    except AppError as error:
+        expected = expected_error is not None and expected_error in str(error)
+        outcome = "expected error" if expected else f"failure: {error}"
+    except Exception as error:  # noqa: BLE001 - every other exception is a failure, counted and shown
+        outcome = f"failure: {type(error).__name__}: {error}"
+    return Record(kind, time.perf_counter() - start, outcome)
+
+
+def visit(target: Target, api, action: Action, budget: Budget) -> list[Record]:
+    """One visitor action: one or two calls."""
+    if action.kind == "bad file":
+        # The floor has no message of its own: Gradio's header check rejects the file with a generic error.
+        phrase = action.expected_error if target.is_app else ""
+        return [timed_call(action.kind, lambda: target.classify(api, action.path), phrase)]
+    # Grad-CAM explains the client's last image: an example is classified first (counted as a click on it).
+    records = [timed_call("example" if action.kind == "gradcam" else action.kind,
+                          lambda: target.classify(api, action.path))]
+    if action.kind == "gradcam" and budget.take():
+        records.append(timed_call("gradcam", lambda: target.gradcam(api, action.path)))
+    return records
+
+
+WARM_UP_CALLS = len(UPLOADS) + 4  # the uploads, a bad file, an example, Grad-CAM (two calls)
+
+
+def warm_up(target: Target, api, inputs: Inputs, index: int) -> None:
+    bad = sorted(inputs.bad_files)[index % len(inputs.bad_files)]
+    example = inputs.examples[index % len(inputs.examples)]
+    first = [Action("upload", upload) for upload in inputs.uploads]
+    first += [Action("bad file", bad, inputs.bad_files[bad]), Action("gradcam", example)]
+    for action in first:
+        visit(target, api, action, Budget(float("inf"), None))
+
+
+def run_load(target: Target, clients: list, inputs: Inputs, seconds: float, limit: int | None) -> tuple[list, float]:
+    budget = Budget(time.monotonic() + seconds, limit)
+    start_together = threading.Barrier(len(clients))
+
+    def client_loop(index: int) -> list[Record]:
+        next_action = actions(inputs, seed=index)
+        records: list[Record] = []
+        start_together.wait()
+        while budget.take():
+            records += visit(target, clients[index], next_action(), budget)
+        return records
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(len(clients)) as pool:
+        records = [record for batch in pool.map(client_loop, range(len(clients))) for record in batch]
+    return records, time.perf_counter() - start
+
+
+# ---- one server, then the report --------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    records: list[Record]
+    seconds: float
+    warm: Snapshot  # after the warm-up, when the measured load starts
+    end: Snapshot
+
+    @property
+    def latencies_ms(self) -> np.ndarray:
+        return np.array([record.seconds for record in self.records]) * 1000
+
+    @property
+    def failures(self) -> list[Record]:
+        return [record for record in self.records if record.outcome.startswith("failure")]
+
+    @property
+    def p50(self) -> float:
+        return float(np.percentile(self.latencies_ms, 50))
+
+    @property
+    def p95(self) -> float:
+        return float(np.percentile(self.latencies_ms, 95))
+
+    @property
+    def throughput(self) -> float:
+        return len(self.records) / self.seconds
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def measure(server: Server, target: Target, args: argparse.Namespace, inputs: Inputs, downloads: Path) -> Result:
+    from gradio_client import Client
+
+    started = time.perf_counter()
+    server.start(args.checkpoint_dir)
+    print(f"\n{server.name}: answering {time.perf_counter() - started:.1f} s after start; {server.snapshot()}")
+
+    def connect(_: int) -> Client:
+        return Client(server.url, verbose=False, analytics_enabled=False, download_files=str(downloads))
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            clients = list(pool.map(connect, range(args.clients)))
+        # Warm-up, not counted: every kind of action once per client, so memory is measured from a warm server.
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(lambda i: warm_up(target, clients[i], inputs, i), range(args.clients)))
+        warm = server.snapshot()
+        print(f"  after warm-up ({WARM_UP_CALLS * args.clients} calls): {warm}; load average {load_average()}")
+        records, seconds = run_load(target, clients, inputs, 60 * args.minutes, args.requests)
+        end = server.snapshot()
+        print(f"  at the end: {end}; load average {load_average()}")
+        return Result(server.name, records, seconds, warm, end)
+    finally:
+        server.stop()
+
+
+def print_result(result: Result) -> None:
+    expected = sum(record.outcome == "expected error" for record in result.records)
+    print(f"  {len(result.records):,} calls in {result.seconds:.0f} s: {len(result.failures)} failures, "
+          f"{expected} bad files answered with an error (expected)")
+    print(f"  latency p50 {result.p50:.0f} ms, p95 {result.p95:.0f} ms; throughput {result.throughput:.1f} calls/s")
+    calls = len(result.records)
+    server_ms = 1000 * (result.end.server_cpu - result.warm.server_cpu) / calls
+    client_ms = 1000 * (result.end.client_cpu - result.warm.client_cpu) / calls
+    print(f"  CPU per call: server {server_ms:.0f} ms, the clients (this process) {client_ms:.0f} ms")
+    by_kind = {}
+    for record in result.records:
+        by_kind.setdefault(record.kind, []).append(record.seconds * 1000)
+    print("  p50 by kind: " + ", ".join(f"{kind} {np.median(ms):.0f} ms (n={len(ms)})" for kind, ms in by_kind.items()))
+    for record in result.failures[:5]:
+        print(f"  {record.kind}: {record.outcome[:300]}")
+
+
+def print_verdict(app: Result, floor: Result) -> None:
+    p50_ratio, throughput_ratio = app.p50 / floor.p50, app.throughput / floor.throughput
+    rss_growth = app.end.rss_mb - app.warm.rss_mb
+    calls = len(app.records)
+    print("\napp against the framework's floor (target beside each):")
+    print(f"  failures: {len(app.failures)} (target 0)")
+    print(f"  p50 latency: {p50_ratio:.2f}x the floor's (target at most {P50_TARGET}x)")
+    print(f"  throughput: {throughput_ratio:.2f}x the floor's (target at least {THROUGHPUT_TARGET}x)")
+    over = "" if calls >= RSS_TARGET_REQUESTS else f"; this run made {calls:,}"
+    print(f"  RSS growth after warm-up: {rss_growth:+.1f} MB over {calls:,} calls "
+          f"(target under {RSS_TARGET_MB} MB over {RSS_TARGET_REQUESTS:,}{over})")
+
+
+def positive(kind: type) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=positive(int), default=32, help="simultaneous clients (default 32)")
+    parser.add_argument("--minutes", type=positive(float), default=1.0, help="load time per server (default 1)")
+    parser.add_argument("--requests", type=positive(int), default=None,
+                        help="stop each server's load after this many calls (default: no cap)")
+    parser.add_argument("--checkpoint-dir", type=Path,
+                        default=Path(os.environ.get("CHECKPOINT_DIR", ROOT / "checkpoints")))
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    args.checkpoint_dir = args.checkpoint_dir.resolve()
+    print(f"{args.clients} clients, {args.minutes:g} min per server"
+          + (f" or {args.requests:,} calls" if args.requests else "")
+          + f"; mix: {', '.join(f'{kind} {weight}%' for kind, weight in MIX.items())}; "
+          f"CPU cores: {os.cpu_count()}; load average {load_average()}")
+    with tempfile.TemporaryDirectory(prefix="app-load-") as scratch:
+        folder = Path(scratch)
+        # gradio_client stages every download in a new folder of the system's temporary folder and
+        # leaves it there, empty: thousands per run. They go to this run's scratch folder instead.
+        (folder / "staging").mkdir()
+        tempfile.tempdir = str(folder / "staging")
+        inputs = make_inputs(folder, args.checkpoint_dir)
+        print("uploads: " + ", ".join(f"{path.name} ({path.stat().st_size / 1e6:.2f} MB)" for path in inputs.uploads)
+              + "; bad files: " + ", ".join(path.name for path in inputs.bad_files))
+        app_server = Server("app (python app.py)", [sys.executable, "app.py"], folder / "app-tmp", folder / "app.log")
+        floor_server = Server("floor (benchmarks/floor_app.py)", [sys.executable, "benchmarks/floor_app.py"],
+                              folder / "floor-tmp", folder / "floor.log")
+        results = []
+        for server, is_app in ((app_server, True), (floor_server, False)):
+            results.append(measure(server, Target(is_app), args, inputs, folder / "downloads"))
+            print_result(results[-1])
+        print_verdict(*results)
+    print(f"load average at the end: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
