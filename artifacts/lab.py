@@ -131,23 +131,24 @@ class Experiment:
     module: str  # the module with ``run(context)`` and ``figure(measured)``, imported by python -m training.lab
     table: Callable[[dict[str, Any]], Table]
     open_in_app: bool  # shown unfolded in the Lab tab
+    splits: tuple[str, ...]  # the CIFAR-10 splits it reads: "test", and "train" if it trains networks
 
 
 EXPERIMENTS: dict[str, Experiment] = {
     experiment.name: experiment
     for experiment in (
         Experiment("batch_size", "Batch size", "train each norm at batch sizes 2, 8, 32, 128 (linear lr scaling)",
-                   "training.lab.batch_size", batch_size_table, open_in_app=True),
+                   "training.lab.batch_size", batch_size_table, open_in_app=True, splits=("train", "test")),
         Experiment("coupling", "Batch coupling",
                    "how much an image's prediction moves when its batch companions change",
-                   "training.lab.coupling", coupling_table, open_in_app=True),
+                   "training.lab.coupling", coupling_table, open_in_app=True, splits=("test",)),
         Experiment("robustness", "Robustness to corruptions",
                    "test accuracy under six corruptions at five severities",
-                   "training.lab.robustness", robustness_table, open_in_app=True),
+                   "training.lab.robustness", robustness_table, open_in_app=True, splits=("test",)),
         Experiment("calibration", "Calibration", "expected calibration error and reliability diagrams",
-                   "training.lab.calibration", calibration_table, open_in_app=False),
+                   "training.lab.calibration", calibration_table, open_in_app=False, splits=("test",)),
         Experiment("cost", "Cost", "forward and training-step time and memory of each norm",
-                   "training.lab.cost", cost_table, open_in_app=False),
+                   "training.lab.cost", cost_table, open_in_app=False, splits=()),
     )
 }
 

@@ -20,8 +20,6 @@ from training.lab.batch_size import BATCH_SIZES
 from training.lab.context import LabContext
 from training.loop import ResumeMismatch, TrainingDiverged, keep_freed_memory
 
-TRAINS = {"batch_size"}  # experiments that train networks, and so need the training images
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -85,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_writable(args.output_dir)
         context = LabContext(args)
-        if any(name != "cost" for name in names):
+        splits = {split for name in names for split in EXPERIMENTS[name].splits}
+        if splits:
             data_dir = args.data_dir or default_data_dir()
             context.data["test"] = load_split(data_dir, train=False, download=args.download).subset(args.test_images)
-            if TRAINS & set(names):
+            if "train" in splits:
                 context.data["train"] = load_split(data_dir, train=True)
         for name in names:
             run_experiment(name, context)
