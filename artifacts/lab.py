@@ -30,7 +30,12 @@ def _std(results: dict[str, Any], *path: Any) -> float | None:
         return None
     node: Any = results.get("std")
     for key in path:
-        node = node[key] if isinstance(node, (dict, list)) else None
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            return None
     return node if isinstance(node, (int, float)) else None
 
 
