@@ -6,9 +6,24 @@ import pytest
 import torch
 from PIL import Image
 
+from artifacts.folder import CheckpointFolder
+from model import NORMS
 from training.data import Split, load_split
 
 REPO = Path(__file__).resolve().parent.parent
+# The checkpoint set the app tests run on: the shipped one, or the folder $CHECKPOINT_DIR names.
+CHECKPOINTS = Path(os.environ.get("CHECKPOINT_DIR", REPO / "checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir() -> Path:
+    """The checkpoint set, with every file the app tests read; a missing one fails with the way to make it."""
+    folder = CheckpointFolder(CHECKPOINTS)
+    needed = [*(folder.weights(norm) for norm in NORMS), folder.mistakes, folder.example("cat"), folder.example("dog")]
+    missing = [str(path) for path in needed if not path.is_file()]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run `python -m training` or set CHECKPOINT_DIR to a checkpoint set")
+    return CHECKPOINTS
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -22,7 +22,7 @@ from PIL import Image
 
 from artifacts.mistakes import MistakeSet, load_mistakes
 from model import NORMS
-from tests.app_server import ROOT, Server, app_server
+from tests.app_server import Server, app_server
 from tests.conftest import read_png
 from webapp.callbacks import LABELS, TOP_CLASS, Handlers
 from webapp.inference import ModelBank, load_bank
@@ -32,7 +32,6 @@ from webapp.mistakes import ANY
 from webapp.output_files import IMAGE_FOLDER, png_file, remove_empty_folders
 from webapp.preprocess import prepare
 
-CHECKPOINTS = Path(os.environ.get("CHECKPOINT_DIR", ROOT / "checkpoints"))
 CROWD = 64
 ROUNDS = 3
 LAST_LAYER = 4
@@ -85,16 +84,6 @@ def rss_mb(pid: int) -> float:
 
 
 # ---- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def checkpoint_dir() -> Path:
-    needed = [CHECKPOINTS / f"{norm}.safetensors" for norm in NORMS]
-    needed += [CHECKPOINTS / "mistakes.npz", CHECKPOINTS / "examples" / "dog.png"]
-    missing = [str(path) for path in needed if not path.is_file()]
-    if missing:
-        pytest.fail(f"missing {', '.join(missing)}: run `python -m training` or set CHECKPOINT_DIR to a checkpoint set")
-    return CHECKPOINTS
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The Lab tab's computations without a browser: live demos and the measured-results sections."""
 
 import json
-import os
 from pathlib import Path
 
 import gradio as gr
@@ -11,12 +10,10 @@ import pytest
 from artifacts.folder import LabFolder
 from artifacts.lab import EXPERIMENTS
 from model import NORMS
-from tests.conftest import read_png
+from tests.conftest import CHECKPOINTS, read_png
 from webapp.inference import load_bank
 from webapp.lab import UPLOADED, LabDemo, read_lab, section_markdown
 from webapp.layout import _example_pixels
-
-CHECKPOINTS = Path(os.environ.get("CHECKPOINT_DIR", Path(__file__).resolve().parents[1] / "checkpoints"))
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 Runs on the shipped checkpoints (or the folder named by CHECKPOINT_DIR).
 """
 
-import os
 import shutil
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
@@ -34,17 +33,6 @@ from webapp.training_report import (
     explanation,
     results_table,
 )
-
-CHECKPOINTS = Path(os.environ.get("CHECKPOINT_DIR", Path(__file__).resolve().parents[1] / "checkpoints"))
-
-
-@pytest.fixture(scope="module")
-def checkpoint_dir() -> Path:
-    needed = [CHECKPOINTS / f"{norm}.safetensors" for norm in NORMS] + [CHECKPOINTS / "mistakes.npz"]
-    missing = [str(path) for path in needed if not path.is_file()]
-    if missing:
-        pytest.fail(f"missing {', '.join(missing)}: run `python -m training` or set CHECKPOINT_DIR to a checkpoint set")
-    return CHECKPOINTS
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ from tests.app_server import ROOT, Server, app_server
 from webapp.inference import load_bank
 from webapp.preprocess import prepare
 
-CHECKPOINTS = Path(os.environ.get("CHECKPOINT_DIR", ROOT / "checkpoints"))
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,15 +34,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 UPLOAD_CAP_MB = 5
-
-
-@pytest.fixture(scope="module")
-def checkpoint_dir() -> Path:
-    needed = [CHECKPOINTS / f"{norm}.safetensors" for norm in NORMS] + [CHECKPOINTS / "examples" / "cat.png"]
-    missing = [str(path) for path in needed if not path.is_file()]
-    if missing:
-        pytest.fail(f"missing {', '.join(missing)}: run `python -m training` or set CHECKPOINT_DIR to a checkpoint set")
-    return CHECKPOINTS
 
 
 @pytest.fixture(scope="module")
