@@ -69,7 +69,7 @@ def test_layer_norm_normalizes_each_sample_over_channels_and_pixels() -> None:
 def test_unknown_names_are_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="bn, gn, ln"):
         build_model("residual", "instance")
-    with pytest.raises(ValueError, match="residual, seed"):
+    with pytest.raises(ValueError, match="residual, reference"):
         build_model("vgg", "bn")
     with pytest.raises(ValueError, match="divide"):
         make_norm("gn", 10, 4)
