@@ -24,8 +24,8 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def _std(results: dict[str, Any], *path: Any) -> float | None:
-    """The spread over seeds beside a measured number, when it was measured on several seeds."""
+def spread_over_seeds(results: dict[str, Any], *path: Any) -> float | None:
+    """The std over seeds beside the number at ``path``; None unless it was measured on several seeds."""
     if len(results.get("setup", {}).get("seeds", [])) < 2:
         return None
     node: Any = results.get("std")
@@ -75,12 +75,12 @@ def coupling_table(results: dict[str, Any]) -> Table:
     rows = []
     for norm, modes in measured.items():
         for mode, values in modes.items():
-            change_std = _std(results, "results", norm, mode, "mean_max_abs_change")
+            change_std = spread_over_seeds(results, "results", norm, mode, "mean_max_abs_change")
             rows.append([f"{norm_title(norm)}, {mode} mode",
                          f"{values['mean_max_abs_change']:.4f}" + (f" ± {change_std:.4f}" if change_std else ""),
                          f"{values['largest_change']:.4f}",
                          _pct_spread(values["top_class_flip_rate"],
-                                     _std(results, "results", norm, mode, "top_class_flip_rate"))])
+                                     spread_over_seeds(results, "results", norm, mode, "top_class_flip_rate"))])
     setup_text = (
         f"{setup['probes']} test images, each put in {setup['trials']} batches of {setup['batch_size']} with "
         "random other test images. Change = the largest difference of any class probability from the image's "
@@ -92,9 +92,10 @@ def coupling_table(results: dict[str, Any]) -> Table:
 def robustness_table(results: dict[str, Any]) -> Table:
     summary, clean = results["mean_corrupted_accuracy"], results["clean_accuracy"]
     norms = list(clean)
-    rows = [["Clean", *(_pct_spread(clean[n], _std(results, "clean_accuracy", n)) for n in norms)]]
+    rows = [["Clean", *(_pct_spread(clean[n], spread_over_seeds(results, "clean_accuracy", n)) for n in norms)]]
     rows += [[CORRUPTION_TITLES.get(name, name),
-              *(_pct_spread(per_norm[n], _std(results, "mean_corrupted_accuracy", name, n)) for n in norms)]
+              *(_pct_spread(per_norm[n], spread_over_seeds(results, "mean_corrupted_accuracy", name, n))
+                for n in norms)]
              for name, per_norm in summary.items()]
     setup_text = (f"Test accuracy on {results['setup']['test_images']:,} test images, averaged over severities 1-5."
                   + _seeds_text(results))
@@ -103,7 +104,7 @@ def robustness_table(results: dict[str, Any]) -> Table:
 
 def calibration_table(results: dict[str, Any]) -> Table:
     rows = [
-        [norm_title(n), *(_pct_spread(r[key], _std(results, "results", n, key))
+        [norm_title(n), *(_pct_spread(r[key], spread_over_seeds(results, "results", n, key))
                           for key in ("ece", "accuracy", "mean_confidence")), f"{r['nll']:.3f}"]
         for n, r in results["results"].items()
     ]

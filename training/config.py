@@ -3,8 +3,9 @@
 A field with ``help`` in its metadata is a command-line option (``--batch-size`` for
 ``batch_size``); its bounds are checked in ``TrainConfig.__post_init__``, so a config
 made in code (the lab's batch-size sweep, the tests) is held to the same rules as one
-made from the command line. ``None`` for ``lr`` and ``crop_padding`` means the
-architecture's own default (``model.ARCHITECTURES``).
+made from the command line. A setting left at ``None`` takes the recipe's default
+(``RECIPES``), and the recipe ours leaves ``lr`` and ``crop_padding`` to the architecture
+(``model.ARCHITECTURES``).
 """
 
 import argparse
@@ -65,7 +66,7 @@ class TrainConfig:
     epochs: int = field(default=20, metadata=option("default 20 (at most 20)"))
     batch_size: int | None = field(default=None, metadata=option("default 256 (plain recipe: 128)"))
     lr: float | None = field(default=None, metadata=option(
-        "peak one-cycle learning rate (default: "
+        "peak learning rate (default, recipe ours: "
         + "; ".join(f"{a.name} " + ", ".join(f"{lr} for {n}" for n, lr in a.lr.items()) for a in ARCHITECTURES.values())
         + ")"))
     momentum: float = 0.9
@@ -74,7 +75,7 @@ class TrainConfig:
     label_smoothing: float | None = field(default=None, metadata=option("default 0.1 (plain recipe: 0)"))
     warmup_fraction: float = 0.25
     crop_padding: int | None = field(default=None, metadata=option(
-        "pixels of reflect padding before the random 32x32 crop (default: "
+        "pixels of reflect padding before the random 32x32 crop (default, recipe ours: "
         + ", ".join(f"{a.crop_padding} for {a.name}" for a in ARCHITECTURES.values()) + "; plain recipe: no crops)"))
     seed: int = field(default=0, metadata=option("random seed, default 0"))
     train_subset: int | None = field(default=None, metadata=option(

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from artifacts.lab import spread_over_seeds
 from training.lab.context import LabContext
 
 
@@ -56,14 +57,9 @@ def over_seeds(context: LabContext, measure: Callable[[dict[str, nn.Module]], di
     return mean_and_spread(measured)
 
 
-def spread(measured: dict[str, Any], *path: Any) -> Any:
-    """The std beside the number at ``path`` (0 when measured on one seed or before seeds were)."""
-    node = measured.get("std")
-    for key in path:
-        if not isinstance(node, (dict, list)):
-            return 0.0
-        node = node[key] if isinstance(node, list) or key in node else None
-    return node if node is not None else 0.0
+def spread(measured: dict[str, Any], *path: Any) -> float:
+    """The std beside the number at ``path``, for an error bar: 0 when measured on one seed."""
+    return spread_over_seeds(measured, *path) or 0.0
 
 
 def seeds_note(measured: dict[str, Any]) -> str:
