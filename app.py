@@ -11,6 +11,7 @@ from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
+DEFAULT_CONCURRENCY = 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,8 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"port (default: $GRADIO_SERVER_PORT, else {DEFAULT_PORT})")
     parser.add_argument("--max-file-size", default=os.environ.get("MAX_UPLOAD_SIZE", "20mb"),
                         help="largest upload accepted, e.g. 20mb (default: $MAX_UPLOAD_SIZE, else 20mb)")
-    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("APP_CONCURRENCY", 2)),
-                        help="requests of one kind computed at the same time (default: $APP_CONCURRENCY, else 2)")
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("APP_CONCURRENCY", DEFAULT_CONCURRENCY)),
+                        help="requests of one kind computed at the same time "
+                        f"(default: $APP_CONCURRENCY, else {DEFAULT_CONCURRENCY})")
     parser.add_argument("--file-retention", type=float, default=os.environ.get("FILE_RETENTION_SECONDS", "3600"),
                         help="seconds an uploaded photo or a generated image is kept after its last use "
                         "(default: $FILE_RETENTION_SECONDS, else 3600: an hour)")

@@ -3,5 +3,6 @@
 ``folder``: ``CheckpointFolder``, the name of every file. One module per format, its
 writer and reader side by side: ``weights`` (safetensors with metadata), ``results``
 (results.json and the per-norm histories), ``mistakes`` (mistakes.npz), ``lab`` (the
-lab's experiments and their result files). ``atomic``: every write is write-then-rename.
+lab's experiments and their result files), ``trials`` (every run behind a choice of
+setting). ``atomic``: every write is write-then-rename.
 """

@@ -67,6 +67,10 @@ class CheckpointFolder:
         return self.root / "results.json"
 
     @property
+    def trials(self) -> Path:
+        return self.root / "trials.json"
+
+    @property
     def curves(self) -> Path:
         return self.root / "curves.png"
 

@@ -55,19 +55,38 @@ def _rates(base_lr: Any) -> str:
 
 
 def batch_size_table(results: dict[str, Any]) -> Table:
-    setup, runs = results["setup"], results["runs"]
-    sizes = setup["batch_sizes"]
-    norms = [n for n in NORMS if any(r["norm"] == n for r in runs.values())]
-    rows = [
-        [norm_title(n), *(_pct(runs[f"{n}-{b}"]["test_accuracy"]) if f"{n}-{b}" in runs else "–" for b in sizes)]
-        for n in norms
-    ]
+    setup, points = results["setup"], results.get("points", {})
+    sizes = [str(b) for b in setup["batch_sizes"]]
+
+    def point(norm: str, size: str) -> str:
+        if size not in points.get(norm, {}):
+            return "–"
+        summary = points[norm][size]
+        return _pct_spread(summary["mean"], summary["std"] if summary["n"] > 1 else None)
+
+    rows = [[norm_title(n), *(point(n, b) for b in sizes)] for n in NORMS if points.get(n)]
+    for pair in ("bn-gn", "bn-ln", "gn-ln"):
+        per_size = [results.get("differences", {}).get(b, {}).get(pair) for b in sizes]
+        if any(d is not None and d["low"] is not None for d in per_size):
+            first, second = pair.split("-")
+            rows.append([f"{NORMS[first].short} − {NORMS[second].short}",
+                         *("–" if d is None else _difference(d) for d in per_size)])
+    seeds = setup.get("seeds", [0])
     setup_text = (
         f"Each model trained from scratch on {setup['train_images']:,} training images for {setup['epochs']} "
         f"epochs at each batch size, peak learning rate {_rates(setup['base_lr'])} × batch size / 256; test accuracy "
-        f"on {setup['test_images']:,} test images."
+        f"on {setup['test_images']:,} test images"
+        + (f", mean ± std over seeds {', '.join(map(str, seeds))}. The differences are in points, with their 95% "
+           "intervals; a difference is detected when its interval excludes 0." if len(seeds) > 1 else ", one seed.")
     )
     return setup_text, ["", *(f"batch {b}" for b in sizes)], rows
+
+
+def _difference(difference: dict[str, Any]) -> str:
+    text = f"{100 * difference['estimate']:+.1f}"
+    if difference["low"] is None:
+        return text
+    return f"{text} ({100 * difference['low']:+.1f} to {100 * difference['high']:+.1f})"
 
 
 def coupling_table(results: dict[str, Any]) -> Table:
@@ -97,6 +116,11 @@ def robustness_table(results: dict[str, Any]) -> Table:
               *(_pct_spread(per_norm[n], spread_over_seeds(results, "mean_corrupted_accuracy", name, n))
                 for n in norms)]
              for name, per_norm in summary.items()]
+    if "average_corrupted_accuracy" in results:
+        average = results["average_corrupted_accuracy"]
+        rows.append(["Average of the corruptions",
+                     *(_pct_spread(average[n], spread_over_seeds(results, "average_corrupted_accuracy", n))
+                       for n in norms)])
     setup_text = (f"Test accuracy on {results['setup']['test_images']:,} test images, averaged over severities 1-5."
                   + _seeds_text(results))
     return setup_text, ["Corruption", *(norm_title(n) for n in norms)], rows

@@ -63,7 +63,8 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.
     if missing:
         raise CheckpointError(f"{path} lacks the metadata {', '.join(missing)}; regenerate it")
     try:
-        model = build_model(metadata["arch"], metadata["norm"])
+        # Checkpoints written before the group count was a setting used the architecture's.
+        model = build_model(metadata["arch"], metadata["norm"], metadata.get("gn_groups"))
     except ValueError as error:
         raise CheckpointError(f"{path}: {error}") from error
     if count_parameters(model) != metadata["parameters"]:

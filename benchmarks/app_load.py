@@ -3,20 +3,25 @@
     python benchmarks/app_load.py                          # 32 clients for 1 minute on each server
     python benchmarks/app_load.py --clients 64 --minutes 10 --requests 5000
 
-K gradio_client clients (each a visitor of its own, downloading the images it gets, as a client does
-by default) call the server at the same time for M minutes (or until --requests calls), with a
-mix of what visitors do: click an example (the same ten images for everyone), upload a photo
-(32x32 PNG up to a 12-megapixel JPEG), upload a bad file (text named .png, an empty file: the app
-must answer with its own error message, which counts as expected), and ask for Grad-CAM
-(/gradcam after /classify, on the same client). Each client draws the same sequence of actions
-on both servers.
+K gradio_client clients (each a visitor of its own) call the server at the same time for M
+minutes (or until --requests calls), with a mix of what visitors do: click an example (the
+same ten images for everyone), upload a photo (32x32 PNG up to a 12-megapixel JPEG), upload a
+bad file (text named .png, an empty file: the app must answer with its own error message,
+which counts as expected), and ask for Grad-CAM (/gradcam after /classify, on the same
+client). Each client draws the same sequence of actions on both servers.
 
 Two servers run, one after the other, each `python` process on a free loopback port with its
 own Gradio temporary folder: `python app.py`, then `benchmarks/floor_app.py` (one image input,
 one label output, no model, the app's queue settings), which gets the same images and bad files,
-with a plain classification in place of each Grad-CAM call. Prints, for each: failures, p50 and
-p95 latency, throughput, the server's resident memory and temporary folder at start and end;
-then the app's ratios to the floor beside the targets.
+with a plain classification in place of each Grad-CAM call.
+
+Each client fetches every image an answer names, as the page does, over its own keep-alive
+connection, as a browser does. gradio_client's own download (``download_files``) opens a new
+HTTP client and connection for every file, which on a shared 2-core machine costs the load
+generator more CPU than the server spends answering: the clients would measure themselves.
+
+Prints, for each server: failures, p50 and p95 latency, throughput, the server's resident
+memory and temporary folder at start and end; then the app's ratios to the floor beside the targets.
 """
 
 import argparse
@@ -33,10 +38,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from app import DEFAULT_CONCURRENCY as APP_CONCURRENCY  # noqa: E402 - the project root is on the path only now
+
 START_TIMEOUT = 300  # seconds for a server to answer its first request
 LAST_LAYER, OPACITY, TOP_CLASS = 4, 0.5, -1  # the Grad-CAM call: last block, half opacity, each model's top class
 # Targets of the app against the floor, and for its memory.
@@ -212,9 +221,22 @@ class Server:
 # ---- calls ------------------------------------------------------------------------------------
 
 
-def nonempty_file(path: object) -> None:
-    if not (isinstance(path, str) and Path(path).is_file() and Path(path).stat().st_size > 0):
-        raise RuntimeError(f"missing or empty download: {path!r}")
+@dataclass
+class Visitor:
+    """One visitor: a gradio_client session, and a keep-alive connection for the images it is sent."""
+
+    api: Any  # gradio_client.Client
+    http: Any  # httpx.Client
+
+    def fetch(self, image: object) -> None:
+        """Download an image an answer names; a cut-short body raises (httpx checks Content-Length)."""
+        url = image.get("url") if isinstance(image, dict) else None
+        if not url:
+            raise RuntimeError(f"no image in the answer: {image!r}")
+        response = self.http.get(url)
+        response.raise_for_status()
+        if not response.content:
+            raise RuntimeError(f"empty download: {url}")
 
 
 class Target:
@@ -223,26 +245,26 @@ class Target:
     def __init__(self, is_app: bool) -> None:
         self.is_app = is_app
 
-    def classify(self, api, path: Path) -> None:
+    def classify(self, visitor: Visitor, path: Path) -> None:
         from gradio_client import handle_file
 
         if self.is_app:
-            result = api.predict(handle_file(str(path)), "crop", 3, api_name="/classify")
-            nonempty_file(result[0])
+            result = visitor.api.predict(handle_file(str(path)), "crop", 3, api_name="/classify")
+            visitor.fetch(result[0])
             if not all(isinstance(label, dict) and label.get("label") for label in result[1:4]):
                 raise RuntimeError(f"labels missing: {result[1:4]!r}")
         else:
-            result = api.predict(handle_file(str(path)), api_name="/classify")
+            result = visitor.api.predict(handle_file(str(path)), api_name="/classify")
             if not (isinstance(result, dict) and result.get("label")):
                 raise RuntimeError(f"label missing: {result!r}")
 
-    def gradcam(self, api, path: Path) -> None:
+    def gradcam(self, visitor: Visitor, path: Path) -> None:
         if not self.is_app:
-            self.classify(api, path)  # the floor has no Grad-CAM: the same call again
+            self.classify(visitor, path)  # the floor has no Grad-CAM: the same call again
             return
-        cams = api.predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam")
+        cams = visitor.api.predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam")
         for cam in cams:
-            nonempty_file(cam.get("value") if isinstance(cam, dict) else cam)
+            visitor.fetch(cam.get("value") if isinstance(cam, dict) and "value" in cam else cam)
 
 
 @dataclass
@@ -284,30 +306,30 @@ def timed_call(kind: str, call: Callable[[], None], expected_error: str | None =
     return Record(kind, time.perf_counter() - start, outcome)
 
 
-def visit(target: Target, api, action: Action, budget: Budget) -> list[Record]:
+def visit(target: Target, visitor: Visitor, action: Action, budget: Budget) -> list[Record]:
     """One visitor action: one or two calls."""
     if action.kind == "bad file":
         # The floor has no message of its own: Gradio's header check rejects the file with a generic error.
         phrase = action.expected_error if target.is_app else ""
-        return [timed_call(action.kind, lambda: target.classify(api, action.path), phrase)]
+        return [timed_call(action.kind, lambda: target.classify(visitor, action.path), phrase)]
     # Grad-CAM explains the client's last image: an example is classified first (counted as a click on it).
     records = [timed_call("example" if action.kind == "gradcam" else action.kind,
-                          lambda: target.classify(api, action.path))]
+                          lambda: target.classify(visitor, action.path))]
     if action.kind == "gradcam" and budget.take():
-        records.append(timed_call("gradcam", lambda: target.gradcam(api, action.path)))
+        records.append(timed_call("gradcam", lambda: target.gradcam(visitor, action.path)))
     return records
 
 
 WARM_UP_CALLS = len(UPLOADS) + 4  # the uploads, a bad file, an example, Grad-CAM (two calls)
 
 
-def warm_up(target: Target, api, inputs: Inputs, index: int) -> None:
+def warm_up(target: Target, visitor: Visitor, inputs: Inputs, index: int) -> None:
     bad = sorted(inputs.bad_files)[index % len(inputs.bad_files)]
     example = inputs.examples[index % len(inputs.examples)]
     first = [Action("upload", upload) for upload in inputs.uploads]
     first += [Action("bad file", bad, inputs.bad_files[bad]), Action("gradcam", example)]
     for action in first:
-        visit(target, api, action, Budget(float("inf"), None))
+        visit(target, visitor, action, Budget(float("inf"), None))
 
 
 def run_load(target: Target, clients: list, inputs: Inputs, seconds: float, limit: int | None) -> tuple[list, float]:
@@ -364,19 +386,22 @@ def load_average() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def measure(server: Server, target: Target, args: argparse.Namespace, inputs: Inputs, downloads: Path) -> Result:
+def measure(server: Server, target: Target, args: argparse.Namespace, inputs: Inputs) -> Result:
+    import httpx
     from gradio_client import Client
 
     started = time.perf_counter()
     server.start(args.checkpoint_dir)
     print(f"\n{server.name}: answering {time.perf_counter() - started:.1f} s after start; {server.snapshot()}")
 
-    def connect(_: int) -> Client:
-        return Client(server.url, verbose=False, analytics_enabled=False, download_files=str(downloads))
+    def connect(_: int) -> Visitor:
+        return Visitor(Client(server.url, verbose=False, analytics_enabled=False, download_files=False),
+                       httpx.Client(timeout=60))
 
+    clients: list[Visitor] = []
     try:
         with ThreadPoolExecutor(8) as pool:
-            clients = list(pool.map(connect, range(args.clients)))
+            clients += pool.map(connect, range(args.clients))
         # Warm-up, not counted: every kind of action once per client, so memory is measured from a warm server.
         with ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(lambda i: warm_up(target, clients[i], inputs, i), range(args.clients)))
@@ -387,6 +412,8 @@ def measure(server: Server, target: Target, args: argparse.Namespace, inputs: In
         print(f"  at the end: {end}; load average {load_average()}")
         return Result(server.name, records, seconds, warm, end)
     finally:
+        for visitor in clients:
+            visitor.http.close()
         server.stop()
 
 
@@ -439,6 +466,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--minutes", type=positive(float), default=1.0, help="load time per server (default 1)")
     parser.add_argument("--requests", type=positive(int), default=None,
                         help="stop each server's load after this many calls (default: no cap)")
+    parser.add_argument("--concurrency", type=positive(int), default=APP_CONCURRENCY,
+                        help=f"requests of one kind computed at once, on both servers (default {APP_CONCURRENCY}, "
+                        "the app's own)")
     parser.add_argument("--checkpoint-dir", type=Path,
                         default=Path(os.environ.get("CHECKPOINT_DIR", ROOT / "checkpoints")))
     return parser.parse_args()
@@ -453,19 +483,17 @@ def main() -> None:
           f"CPU cores: {os.cpu_count()}; load average {load_average()}")
     with tempfile.TemporaryDirectory(prefix="app-load-") as scratch:
         folder = Path(scratch)
-        # gradio_client stages every download in a new folder of the system's temporary folder and
-        # leaves it there, empty: thousands per run. They go to this run's scratch folder instead.
-        (folder / "staging").mkdir()
-        tempfile.tempdir = str(folder / "staging")
         inputs = make_inputs(folder, args.checkpoint_dir)
         print("uploads: " + ", ".join(f"{path.name} ({path.stat().st_size / 1e6:.2f} MB)" for path in inputs.uploads)
               + "; bad files: " + ", ".join(path.name for path in inputs.bad_files))
-        app_server = Server("app (python app.py)", [sys.executable, "app.py"], folder / "app-tmp", folder / "app.log")
-        floor_server = Server("floor (benchmarks/floor_app.py)", [sys.executable, "benchmarks/floor_app.py"],
+        queue = ["--concurrency", str(args.concurrency)]
+        app_server = Server("app (python app.py)", [sys.executable, "app.py", *queue], folder / "app-tmp",
+                            folder / "app.log")
+        floor_server = Server("floor (benchmarks/floor_app.py)", [sys.executable, "benchmarks/floor_app.py", *queue],
                               folder / "floor-tmp", folder / "floor.log")
         results = []
         for server, is_app in ((app_server, True), (floor_server, False)):
-            results.append(measure(server, Target(is_app), args, inputs, folder / "downloads"))
+            results.append(measure(server, Target(is_app), args, inputs))
             print_result(results[-1])
         print_verdict(*results)
     print(f"load average at the end: {load_average()}")

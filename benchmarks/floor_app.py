@@ -24,13 +24,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--max-file-size", default="20mb")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     args = parser.parse_args()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     with gr.Blocks() as demo:
         image = gr.Image(type="filepath")
         label = gr.Label()
         image.change(classify, image, label, api_name="classify")
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=MAX_QUEUE)
     demo.launch(server_name="127.0.0.1", server_port=args.port, share=False, max_file_size=args.max_file_size)
 
 

@@ -39,14 +39,24 @@ ARCHITECTURES: dict[str, Architecture] = {
 DEFAULT_ARCH = "residual"
 
 
-def build_model(arch: str, norm: str) -> nn.Module:
-    """The network ``arch`` with normalization ``norm`` (see ``ARCHITECTURES`` and ``NORMS``)."""
+def build_model(arch: str, norm: str, gn_groups: int | None = None) -> nn.Module:
+    """The network ``arch`` with normalization ``norm`` (see ``ARCHITECTURES`` and ``NORMS``).
+
+    ``gn_groups``: GroupNorm's group count (default: the architecture's); it must divide
+    every width, else ``ValueError``. The other norms ignore it.
+    """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
     record = ARCHITECTURES[arch]
-    return record.network(norm, record.gn_groups)
+    groups = record.gn_groups if gn_groups is None else gn_groups
+    if groups < 1:
+        raise ValueError(f"the group count must be at least 1 (got {groups})")
+    try:
+        return record.network(norm, groups)
+    except ValueError as error:  # nn.GroupNorm: "num_channels must be divisible by num_groups"
+        raise ValueError(f"{groups} groups do not divide every width of the {arch} network ({error})") from error
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -5,8 +5,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from artifacts.folder import CheckpointFolder
 from artifacts.weights import CheckpointError, load_checkpoint, save_checkpoint
 from model import build_model, count_parameters
+from tests.conftest import CHECKPOINTS
 
 
 def metadata_for(model: torch.nn.Module, arch: str, norm: str) -> dict:
@@ -86,3 +88,34 @@ def test_unknown_arch_missing_metadata_missing_and_garbage_files(tmp_path: Path)
 def test_saving_refuses_incomplete_metadata(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lacks"):
         save_checkpoint(build_model("reference", "bn"), tmp_path / "x.safetensors", {"arch": "reference"})
+
+
+def test_trials_are_appended_with_folders_hidden(tmp_path: Path) -> None:
+    from artifacts.trials import TrialsError, add_trial, command_line, read_trials
+
+    command = command_line("python -m training", ["--norm", "gn", "--data-dir", "/home/me/data",
+                                                  "--output-dir=/tmp/out", "--lr", "0.2"])
+    assert command == "python -m training --norm gn --data-dir PATH --output-dir=PATH --lr 0.2"
+    path = tmp_path / "trials.json"
+    assert read_trials(path) == []
+    add_trial(path, command, "CPU (2 threads)", {"gn": {"norm": "gn", "lr": 0.2, "validation_accuracy": 0.84,
+                                                        "mean": [0.5], "classes": ["cat"]}})
+    add_trial(path, "python -m training --norm ln", "CPU (2 threads)", {"ln": {"norm": "ln"}}, note="a note")
+    trials = read_trials(path)
+    assert [t["command"] for t in trials] == [command, "python -m training --norm ln"]
+    assert trials[0]["models"]["gn"] == {"norm": "gn", "lr": 0.2, "validation_accuracy": 0.84}  # settings only
+    assert trials[1]["note"] == "a note" and "note" not in trials[0]
+    path.write_text("[1, 2]")
+    with pytest.raises(TrialsError, match="not a trials file"):
+        read_trials(path)
+
+
+def test_the_shipped_trials_record_each_command_without_folders() -> None:
+    from artifacts.trials import read_trials
+
+    trials = read_trials(CheckpointFolder(CHECKPOINTS).trials)
+    assert trials and all(t["command"].startswith("python -m training") for t in trials)
+    for trial in trials:
+        assert "/" not in trial["command"].replace("PATH", "") and trial["models"]
+        for model in trial["models"].values():
+            assert {"norm", "lr", "test_accuracy"} <= set(model)

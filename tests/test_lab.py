@@ -12,7 +12,8 @@ from probes.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from training.data import Split
 from training.lab import batch_size, calibration, coupling
 from training.lab.__main__ import main
-from training.lab.seeds import mean_and_spread, spread
+from training.lab.seeds import differences_over_seeds, mean_and_spread, spread
+from training.statistics import welch_interval
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -82,12 +83,12 @@ def test_expected_calibration_error_of_known_cases() -> None:
 
 def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    kwargs = dict(batch_sizes=(2, 8), train_images=32, epochs=1, progress=False)
+    kwargs = dict(batch_sizes=(2, 8), train_images=32, epochs=1, seeds=(0,), progress=False)
     first = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                                **kwargs)
-    assert set(first["runs"]) == {f"{norm}-{size}" for norm in NORMS for size in (2, 8)}
-    assert first["runs"]["bn-8"]["lr"] == pytest.approx(ARCHITECTURES["residual"].lr["bn"] * 8 / 256)
-    assert first["runs"]["ln-8"]["lr"] == pytest.approx(ARCHITECTURES["residual"].lr["ln"] * 8 / 256)
+    assert set(first["runs"]) == {f"{norm}-{size}-seed0" for norm in NORMS for size in (2, 8)}
+    assert first["runs"]["bn-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES["residual"].lr["bn"] * 8 / 256)
+    assert first["runs"]["ln-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES["residual"].lr["ln"] * 8 / 256)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
@@ -101,6 +102,25 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     again = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                                **kwargs)
     assert again["runs"] == first["runs"]
+
+    # A second seed extends the sweep: only its runs are trained, and every point gets a spread.
+    trained_seeds = []
+
+    def second_seed(config, *args, **kwargs):
+        trained_seeds.append(config.seed)
+        return SimpleNamespace(history=[{"train_accuracy": 0.5, "test_accuracy": 0.25 * (1 + config.seed),
+                                         "seconds": 1.0}])
+
+    monkeypatch.setattr(batch_size, "train", second_seed)
+    extended = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
+                                  **{**kwargs, "seeds": (0, 1)})
+    assert trained_seeds == [1] * (len(NORMS) * 2) and extended["setup"]["seeds"] == [0, 1]
+    assert {key: run for key, run in extended["runs"].items() if key.endswith("seed0")} == first["runs"]
+    for norm in NORMS:
+        point = extended["points"][norm]["8"]
+        seed0 = first["runs"][f"{norm}-8-seed0"]["test_accuracy"]
+        assert point["n"] == 2 and point["mean"] == pytest.approx((seed0 + 0.5) / 2)
+    assert extended["differences"]["2"]["bn-gn"]["seeds"] == 2
 
     # A sweep measured on another version of the network is not reused.
     retrained = []
@@ -134,7 +154,7 @@ def test_every_experiment_runs_end_to_end_and_writes_results(cifar_dir: Path, tm
     code = main(["all", "--data-dir", str(cifar_dir), "--checkpoint-dir", str(REPO / "checkpoints"),
                  "--output-dir", str(output), "--state-dir", str(tmp_path / "state"), "--test-images", "64",
                  "--train-images", "64", "--epochs", "1", "--batch-sizes", "8", "32", "--probes", "3",
-                 "--rounds", "1", "--no-progress"])
+                 "--rounds", "1", "--seeds", "2", "--no-progress"])
     assert code == 0
     for name in EXPERIMENTS:
         results = json.loads((output / f"{name}.json").read_text())
@@ -144,6 +164,11 @@ def test_every_experiment_runs_end_to_end_and_writes_results(cifar_dir: Path, tm
     assert set(robustness["accuracy"]) == set(CORRUPTIONS)
     assert all(len(values) == 6 and all(0 <= v <= 1 for v in values)
                for per_norm in robustness["accuracy"].values() for values in per_norm.values())
+    assert set(robustness["per_seed"]) == {str(seed) for seed in robustness["setup"]["seeds"]}
+    assert set(robustness["differences"]) == {*CORRUPTIONS, "clean", "average"}
+    sweep = json.loads((output / "batch_size.json").read_text())
+    assert sweep["setup"]["seeds"] == [0, 1] and all(point["n"] == 2 for per_norm in sweep["points"].values()
+                                                      for point in per_norm.values())
     cost = json.loads((output / "cost.json").read_text())["results"]
     assert cost["256"]["bn"]["train_step_vs_bn"] == 1.0 and cost["32"]["ln"]["forward_ms"] > 0
 
@@ -176,3 +201,18 @@ def test_a_measurement_over_seeds_is_the_mean_with_its_spread() -> None:
                                              | {"results": {"bn": {**combined["results"]["bn"], "accuracy": 0.8,
                                                                    "mean_confidence": 0.7, "nll": 0.5}}})
     assert table[2][0][1] == "12.0 ± 2.8%" and "Mean ± std over seeds 0, 1." in table[0]
+
+
+def test_differences_over_seeds_come_from_each_seeds_own_numbers() -> None:
+    measured = mean_and_spread({
+        seed: {"setup": {}, "average": {"bn": bn, "gn": gn, "ln": ln}}
+        for seed, (bn, gn, ln) in enumerate([(0.60, 0.74, 0.73), (0.62, 0.75, 0.72), (0.61, 0.73, 0.74)])
+    })
+    assert measured["per_seed"]["1"]["average"] == {"bn": 0.62, "gn": 0.75, "ln": 0.72}
+    differences = differences_over_seeds(measured, "average")
+    assert set(differences) == {"bn-gn", "bn-ln", "gn-ln"}
+    assert differences["bn-gn"]["estimate"] == pytest.approx(-0.13) and differences["bn-gn"]["detected"]
+    assert differences["gn-ln"]["estimate"] == pytest.approx(0.01) and not differences["gn-ln"]["detected"]
+    # The same interval as Welch's on the raw values.
+    expected = welch_interval([0.74, 0.75, 0.73], [0.73, 0.72, 0.74])
+    assert (differences["gn-ln"]["low"], differences["gn-ln"]["high"]) == pytest.approx((expected.low, expected.high))

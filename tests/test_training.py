@@ -176,7 +176,8 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert "between 1 and 20" in capsys.readouterr().err
     for option, value, message in [("--crop-padding", "40", "between 0 and 16"),
                                    ("--weight-decay", "-1e-4", "must not be negative"),
-                                   ("--label-smoothing", "1", "below 1")]:
+                                   ("--label-smoothing", "1", "below 1"),
+                                   ("--gn-groups", "3", "3 groups do not divide every width")]:
         with pytest.raises(SystemExit):
             main([f"{option}={value}"])
         assert message in capsys.readouterr().err
@@ -323,3 +324,22 @@ def test_a_validation_run_records_its_split_and_accuracy(cifar_dir: Path, tmp_pa
     assert metadata["validation_split"] == "1bc634292fd0" and 0 <= metadata["validation_accuracy"] <= 1
     history = json.loads((tmp_path / "out" / "ln_history.json").read_text())["epochs"]
     assert "val_accuracy" in history[0] and "test_accuracy" not in history[0]
+
+
+def test_a_group_count_reaches_the_network_and_its_checkpoint_and_the_trial_record(
+        cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHECKPOINT_DIR", str(tmp_path / "project"))
+    assert main(["--norm", "gn", "--gn-groups", "8", "--epochs", "1", "--batch-size", "100", "--train-subset", "200",
+                 "--validation", "--data-dir", str(cifar_dir), "--output-dir", str(tmp_path / "out"),
+                 "--state-dir", str(tmp_path / "state"), "--no-progress", "--record-trial"]) == 0
+    [trial] = json.loads((tmp_path / "project" / "trials.json").read_text())["trials"]
+    assert trial["command"] == ("python -m training --norm gn --gn-groups 8 --epochs 1 --batch-size 100 "
+                                "--train-subset 200 --validation --data-dir PATH --output-dir PATH --state-dir PATH "
+                                "--no-progress --record-trial")
+    assert trial["models"]["gn"]["gn_groups"] == 8 and 0 <= trial["models"]["gn"]["validation_accuracy"] <= 1
+    # GroupNorm's weights have the same shapes at any group count: only the metadata tells them apart.
+    model, metadata = load_checkpoint(tmp_path / "out" / "gn.safetensors")
+    assert metadata["gn_groups"] == 8
+    assert {m.num_groups for m in model.modules() if isinstance(m, torch.nn.GroupNorm)} == {8}
+    default = TrainConfig(norm="gn")
+    assert default.gn_groups == ARCHITECTURES[default.arch].gn_groups and "gn_groups" not in default.as_dict()

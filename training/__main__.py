@@ -4,11 +4,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from artifacts.folder import DEFAULT_CHECKPOINT_DIR
+from artifacts.folder import DEFAULT_CHECKPOINT_DIR, CheckpointFolder, default_checkpoint_dir
+from artifacts.trials import TrialsError, add_trial, command_line
+from artifacts.weights import read_metadata
 from model import NORMS, build_model
 from training.config import TrainConfig, add_config_arguments, config_from_arguments
 from training.data import DataError, add_data_arguments, default_data_dir, load_split
-from training.loop import ResumeMismatch, TrainingDiverged, keep_freed_memory, pick_device
+from training.loop import ResumeMismatch, TrainingDiverged, describe_device, keep_freed_memory, pick_device
 from training.parallel import Task, WorkerDied, plan_jobs, train_and_export, train_in_parallel
 
 
@@ -36,6 +38,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--seeds", type=int, default=1,
                         help="train this many seeds, from --seed up: seed 0 is the shipped model, the others go "
                         "to <output-dir>/seeds/<seed>/ for the numbers over seeds in results.json (default 1)")
+    parser.add_argument("--record-trial", action="store_true",
+                        help="when done, add this command and its models' settings and accuracies to "
+                        f"{CheckpointFolder(default_checkpoint_dir()).trials}, the record of every run behind a "
+                        "choice of setting")
     parser.add_argument("--restart", action="store_true", help="ignore any saved state and train from scratch")
     parser.add_argument("--summary", action="store_true", help="print the model summary table and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines only)")
@@ -55,6 +61,16 @@ def print_summaries(arch: str, norms: list[str]) -> None:
     for norm in norms:
         print(summary(build_model(arch, norm), input_size=(1, 3, 32, 32), col_names=("output_size", "num_params"),
                       row_settings=("var_names",), verbose=0))
+
+
+def record_trial(argv: list[str], configs: list[TrainConfig], output_dir: Path, device: str) -> None:
+    folder = CheckpointFolder(output_dir)
+    several_seeds = len({config.seed for config in configs}) > 1
+    models = {f"{config.norm}-seed{config.seed}" if several_seeds else config.norm:
+              read_metadata(folder.seed_folder(config.seed).weights(config.norm)) for config in configs}
+    trials = CheckpointFolder(default_checkpoint_dir()).trials
+    add_trial(trials, command_line("python -m training", argv), device, models)
+    print(f"recorded the trial in {trials}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             for config in configs:
                 train_and_export(config, task, train_split, test_split)
         export_comparison(args.output_dir, test_split)
-    except (DataError, ResumeMismatch, TrainingDiverged, OutputError, WorkerDied, ValueError) as error:
+        if args.record_trial:
+            record_trial(argv if argv is not None else sys.argv[1:], configs, args.output_dir,
+                         describe_device(device, threads) + (f", {jobs} runs at once" if jobs > 1 else ""))
+    except (DataError, ResumeMismatch, TrainingDiverged, OutputError, WorkerDied, TrialsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

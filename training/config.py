@@ -15,7 +15,7 @@ import types
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from model import ARCHITECTURES, DEFAULT_ARCH, NORMS
+from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,9 @@ class TrainConfig:
     crop_padding: int | None = field(default=None, metadata=option(
         "pixels of reflect padding before the random 32x32 crop (default, recipe ours: "
         + ", ".join(f"{a.crop_padding} for {a.name}" for a in ARCHITECTURES.values()) + "; plain recipe: no crops)"))
+    gn_groups: int | None = field(default=None, metadata=option(
+        "GroupNorm's group count, which must divide every width (default: "
+        + ", ".join(f"{a.gn_groups} for {a.name}" for a in ARCHITECTURES.values()) + "); the other norms ignore it"))
     seed: int = field(default=0, metadata=option("random seed, default 0"))
     train_subset: int | None = field(default=None, metadata=option(
         "train on the first N training images only (quick trials)"))
@@ -99,6 +102,7 @@ class TrainConfig:
             "weight_decay": recipe.weight_decay,
             "label_smoothing": recipe.label_smoothing,
             "crop_padding": recipe.crop_padding if recipe.crop_padding is not None else architecture.crop_padding,
+            "gn_groups": architecture.gn_groups,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -117,6 +121,10 @@ class TrainConfig:
         for holds, message in checks:
             if not holds:
                 raise ConfigError(message)
+        try:
+            build_model(self.arch, "gn", self.gn_groups)
+        except ValueError as error:
+            raise ConfigError(f"--gn-groups: {error}") from error
 
     @property
     def flip(self) -> bool:
@@ -134,7 +142,8 @@ class TrainConfig:
         """The settings, as resume states and sweep setups record them (the recipe only when not ours)."""
         values = asdict(self)
         # Left out at their defaults, so states and sweeps saved before these settings existed still match.
-        for name, default in (("recipe", "ours"), ("validation", False)):
+        for name, default in (("recipe", "ours"), ("validation", False),
+                              ("gn_groups", ARCHITECTURES[self.arch].gn_groups)):
             if values[name] == default:
                 del values[name]
         return values

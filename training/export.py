@@ -64,6 +64,8 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path, train_
     }
     if config.recipe != "ours":
         metadata["recipe"] = config.recipe
+    if config.norm == "gn":
+        metadata["gn_groups"] = config.gn_groups
     if validation is not None:
         held_out, held_out_id = validation
         correct = class_probabilities(result.model, held_out.images).cpu().argmax(1) == held_out.labels.cpu()

@@ -37,6 +37,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def describe_device(device: torch.device, threads: int | None = None) -> str:
+    """The device in words, as results record it: the GPU's name, or the CPU with its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    threads = threads or torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads > 1 else ''})"
+
+
 def keep_freed_memory() -> bool:
     """Let glibc keep freed memory for reuse instead of handing it back to the kernel.
 
@@ -181,7 +189,7 @@ class Run:
 
 def start_run(config: TrainConfig, steps_per_epoch: int) -> Run:
     torch.manual_seed(config.seed)
-    model = build_model(config.arch, config.norm)
+    model = build_model(config.arch, config.norm, config.gn_groups)
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
     return Run(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed), [])
 

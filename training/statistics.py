@@ -58,6 +58,25 @@ def welch_interval(a: list[float], b: list[float], confidence: float = CONFIDENC
     return Difference(estimate, estimate - half, estimate + half, df)
 
 
+def pairwise_differences(values: dict[str, list[float]], confidence: float = CONFIDENCE) -> dict[str, dict]:
+    """For every two names in order (``"bn-gn"``: bn minus gn), the difference of means with its interval,
+    as results files store it (``low``/``high`` None with fewer than two values a side)."""
+    names = list(values)
+    differences = {}
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            if not values[first] or not values[second]:
+                continue
+            difference = welch_interval(values[first], values[second], confidence)
+            known = not math.isnan(difference.low)
+            differences[f"{first}-{second}"] = {
+                "estimate": difference.estimate, "low": difference.low if known else None,
+                "high": difference.high if known else None, "detected": difference.detected,
+                "seeds": min(len(values[first]), len(values[second])),
+            }
+    return differences
+
+
 def verdict(name_a: str, name_b: str, difference: Difference, seeds: int) -> str:
     """The words a comparison may use, in points of accuracy (the values are fractions)."""
     if math.isnan(difference.low):

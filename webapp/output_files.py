@@ -37,18 +37,21 @@ def temporary_folder() -> Path:
 def png_file(pixels: np.ndarray) -> str:
     """The path of a PNG of ``pixels`` (H x W x 3 uint8) in Gradio's folder, written whole.
 
-    Identical images share one file; handing it out again refreshes its age.
+    Identical images share one file, named after the pixels, so an image sent again (an
+    example, a crowd's identical uploads) is encoded once; handing it out again refreshes
+    its age.
     """
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buffer, format="PNG")
-    data = buffer.getvalue()
-    path = temporary_folder() / IMAGE_FOLDER / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    digest = hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()[:32]
+    path = temporary_folder() / IMAGE_FOLDER / f"{digest}.png"
     try:
         os.utime(path)
         return str(path)
     except FileNotFoundError:
         pass
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
     return str(path)
 
 

@@ -16,7 +16,7 @@ from artifacts.weights import CheckpointError
 from training.data import DataError, add_data_arguments, default_data_dir, load_split
 from training.export import OutputError, check_writable
 from training.figures import figure_png
-from training.lab.batch_size import BATCH_SIZES
+from training.lab.batch_size import BATCH_SIZES, SEEDS
 from training.lab.context import LabContext
 from training.loop import ResumeMismatch, TrainingDiverged, keep_freed_memory
 
@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=5, help="batch_size: epochs per run (default 5)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES),
                         help="batch_size: the batch sizes to train at (default: 2 8 32 128)")
+    parser.add_argument("--seeds", type=int, default=SEEDS,
+                        help=f"batch_size: seeds per point, from 0 up (default {SEEDS}); a sweep over more seeds "
+                        "reuses the runs of one over fewer")
     parser.add_argument("--probes", type=int, default=100, help="coupling: test images to probe (default 100)")
     parser.add_argument("--rounds", type=int, default=5, help="cost: timing rounds (default 5)")
     parser.add_argument("--shipped-only", action="store_true",
@@ -60,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--batch-sizes must all be at least 2 (BatchNorm needs two samples)")
     if args.train_images < max(args.batch_sizes):
         parser.error("--train-images must be at least the largest batch size")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     if not 1 <= args.epochs <= 20:
         parser.error("--epochs must be between 1 and 20")
     return args

@@ -16,6 +16,7 @@ from torch import nn
 from model import NORMS, build_model, count_parameters
 from training.figures import pyplot
 from training.lab.context import LabContext
+from training.loop import describe_device
 
 
 def saved_for_backward_bytes(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> int:
@@ -79,7 +80,7 @@ def measure(device: torch.device, arch: str = "residual", batch_sizes: tuple[int
                 entry[key.rsplit("_", 1)[0] + "_vs_bn"] = entry[key] / per_norm["bn"][key]
         results[str(batch_size)] = per_norm
     return {
-        "setup": {"device": _describe(device), "arch": arch, "rounds": rounds, "steps_per_round": steps,
+        "setup": {"device": describe_device(device), "arch": arch, "rounds": rounds, "steps_per_round": steps,
                   "threads": torch.get_num_threads()},
         "results": results,
     }
@@ -98,13 +99,6 @@ def _seconds_per_call(run, model: nn.Module, inputs: torch.Tensor, labels: torch
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    threads = torch.get_num_threads()
-    return f"CPU ({threads} thread{'s' if threads > 1 else ''})"
 
 
 def figure(measured: dict[str, Any]):

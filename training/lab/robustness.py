@@ -11,12 +11,17 @@ from training.data import Split
 from training.evaluate import class_probabilities
 from training.figures import pyplot
 from training.lab.context import LabContext
-from training.lab.seeds import over_seeds, seeds_note, spread
+from training.lab.seeds import differences_over_seeds, over_seeds, seeds_note, spread
 
 
 def run(context: LabContext) -> dict[str, Any]:
-    """Measured on every seed's models: the mean, with ``std`` beside it."""
-    return over_seeds(context, lambda models: measure(models, context.data["test"]))
+    """Measured on every seed's models: the mean, with ``std`` beside it, and every two norms' differences
+    (per corruption and on the average of the six) with their intervals over the seeds."""
+    measured = over_seeds(context, lambda models: measure(models, context.data["test"]))
+    differences = {name: differences_over_seeds(measured, "mean_corrupted_accuracy", name) for name in CORRUPTIONS}
+    differences["clean"] = differences_over_seeds(measured, "clean_accuracy")
+    differences["average"] = differences_over_seeds(measured, "average_corrupted_accuracy")
+    return {**measured, "differences": differences}
 
 
 def measure(models: dict[str, nn.Module], test: Split, seed: int = 0) -> dict[str, Any]:
@@ -40,6 +45,8 @@ def measure(models: dict[str, nn.Module], test: Split, seed: int = 0) -> dict[st
         "clean_accuracy": clean,
         "accuracy": accuracy,
         "mean_corrupted_accuracy": summary,
+        "average_corrupted_accuracy": {norm: sum(summary[name][norm] for name in summary) / len(summary)
+                                       for norm in models},
     }
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from artifacts.lab import spread_over_seeds
 from training.lab.context import LabContext
+from training.statistics import pairwise_differences
 
 
 def _is_number(value: Any) -> bool:
@@ -40,12 +41,25 @@ def _combine(values: list[Any]) -> tuple[Any, Any]:
 
 
 def mean_and_spread(measured: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """One measurement per seed -> their mean, with ``std`` and ``setup.seeds``."""
+    """One measurement per seed -> their mean, with ``std``, ``setup.seeds`` and each seed's own
+    numbers (``per_seed``, by seed), from which intervals for differences are computed."""
     seeds = list(measured)
     results = [{key: value for key, value in measured[seed].items() if key != "setup"} for seed in seeds]
     means, spreads = _combine(results)
     setup = {**measured[seeds[0]]["setup"], "seeds": seeds}
-    return {"setup": setup, **means, "std": spreads}
+    return {"setup": setup, **means, "std": spreads, "per_seed": dict(zip(map(str, seeds), results, strict=True))}
+
+
+def differences_over_seeds(measured: dict[str, Any], *path: str) -> dict[str, Any]:
+    """Every two norms' difference in the number at ``path + (norm,)``, over the seeds, with its 95% interval."""
+    values: dict[str, list[float]] = {}
+    for results in measured["per_seed"].values():
+        node = results
+        for key in path:
+            node = node[key]
+        for norm, value in node.items():
+            values.setdefault(norm, []).append(value)
+    return pairwise_differences(values)
 
 
 def over_seeds(context: LabContext, measure: Callable[[dict[str, nn.Module]], dict[str, Any]]) -> dict[str, Any]:

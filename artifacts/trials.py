@@ -1,0 +1,76 @@
+"""``trials.json``: every training run behind a choice of setting, each with the command that made it.
+
+One record per command: the command as typed (folders as placeholders), where it ran, and
+per model its settings and accuracies, with the validation accuracy when the run held the
+validation split out. Choices are made on that; runs recorded before the split existed
+report test accuracy only, and the README says which choices rest on them. The writer
+appends a record (rewriting the file atomically) and the reader returns them all.
+"""
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+from artifacts.atomic import write_json
+
+NOTE = ("Every training run behind a choice of setting. Settings are chosen on validation_accuracy (the fixed "
+        "validation split held out); records without it were compared on test accuracy, before the split existed.")
+# Per model: the settings and the numbers a trial is compared on.
+MODEL_KEYS = (
+    "arch", "norm", "recipe", "seed", "epochs", "batch_size", "lr", "crop_padding", "weight_decay",
+    "label_smoothing", "gn_groups", "train_images", "validation_split", "validation_accuracy", "test_accuracy",
+    "train_accuracy", "train_seconds",
+)
+# Options whose value is a folder on the machine that ran it: recorded as placeholders.
+FOLDER_OPTIONS = ("--data-dir", "--output-dir", "--state-dir")
+
+
+class TrialsError(RuntimeError):
+    """The trials file exists but is not one this code wrote."""
+
+
+def command_line(program: str, argv: list[str]) -> str:
+    """``program`` and its arguments as one shell line, every folder option's value replaced by PATH."""
+    words: list[str] = []
+    hide_next = False
+    for word in argv:
+        if hide_next:
+            words.append("PATH")
+            hide_next = False
+        elif word in FOLDER_OPTIONS:
+            words.append(word)
+            hide_next = True
+        elif word.split("=", 1)[0] in FOLDER_OPTIONS:
+            words.append(word.split("=", 1)[0] + "=PATH")
+        else:
+            words.append(word)
+    return " ".join([program, shlex.join(words)]).strip()
+
+
+def model_record(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a trial keeps of one checkpoint's metadata."""
+    return {key: metadata[key] for key in MODEL_KEYS if key in metadata}
+
+
+def read_trials(path: Path) -> list[dict[str, Any]]:
+    """Every recorded trial, oldest first; none when the file does not exist."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as error:
+        raise TrialsError(f"{path} is not a readable trials file ({error}); fix or move it") from error
+    if not isinstance(saved, dict) or not isinstance(saved.get("trials"), list):
+        raise TrialsError(f"{path} is not a trials file (no list of trials); fix or move it")
+    return saved["trials"]
+
+
+def add_trial(path: Path, command: str, device: str, models: dict[str, dict[str, Any]],
+              note: str | None = None) -> dict[str, Any]:
+    """Append one trial (``models``: checkpoint metadata by name) and return the record written."""
+    trials = read_trials(path)
+    record = {"command": command, "device": device, **({"note": note} if note else {}),
+              "models": {name: model_record(metadata) for name, metadata in models.items()}}
+    write_json(path, {"note": NOTE, "trials": [*trials, record]})
+    return record
