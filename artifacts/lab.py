@@ -55,8 +55,13 @@ def _rates(base_lr: Any) -> str:
 
 
 def batch_size_table(results: dict[str, Any]) -> Table:
-    setup, points = results["setup"], results.get("points", {})
+    setup, points = results["setup"], results.get("points")
     sizes = [str(b) for b in setup["batch_sizes"]]
+    if points is None:  # written before the sweep ran over seeds: one run per point
+        points = {}
+        for run in results.get("runs", {}).values():
+            points.setdefault(run["norm"], {})[str(run["batch_size"])] = {
+                "mean": run["test_accuracy"], "std": 0.0, "n": 1}
 
     def point(norm: str, size: str) -> str:
         if size not in points.get(norm, {}):

@@ -466,9 +466,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--minutes", type=positive(float), default=1.0, help="load time per server (default 1)")
     parser.add_argument("--requests", type=positive(int), default=None,
                         help="stop each server's load after this many calls (default: no cap)")
-    parser.add_argument("--concurrency", type=positive(int), default=APP_CONCURRENCY,
-                        help=f"requests of one kind computed at once, on both servers (default {APP_CONCURRENCY}, "
-                        "the app's own)")
+    parser.add_argument("--concurrency", type=positive(int),
+                        default=int(os.environ.get("APP_CONCURRENCY", APP_CONCURRENCY)),
+                        help="requests of one kind computed at once, on both servers (default: the app's own, "
+                        f"$APP_CONCURRENCY, else {APP_CONCURRENCY})")
     parser.add_argument("--checkpoint-dir", type=Path,
                         default=Path(os.environ.get("CHECKPOINT_DIR", ROOT / "checkpoints")))
     return parser.parse_args()

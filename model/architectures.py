@@ -51,8 +51,8 @@ def build_model(arch: str, norm: str, gn_groups: int | None = None) -> nn.Module
         raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
     record = ARCHITECTURES[arch]
     groups = record.gn_groups if gn_groups is None else gn_groups
-    if groups < 1:
-        raise ValueError(f"the group count must be at least 1 (got {groups})")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"the group count must be a whole number of at least 1 (got {groups!r})")
     try:
         return record.network(norm, groups)
     except ValueError as error:  # nn.GroupNorm: "num_channels must be divisible by num_groups"

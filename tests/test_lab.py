@@ -216,3 +216,46 @@ def test_differences_over_seeds_come_from_each_seeds_own_numbers() -> None:
     # The same interval as Welch's on the raw values.
     expected = welch_interval([0.74, 0.75, 0.73], [0.73, 0.72, 0.74])
     assert (differences["gn-ln"]["low"], differences["gn-ln"]["high"]) == pytest.approx((expected.low, expected.high))
+
+
+def test_a_sweep_saved_before_seeds_is_taken_as_seed_0(synthetic_split: Split, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    kwargs = dict(batch_sizes=(2,), train_images=32, epochs=1, seeds=(0,), progress=False)
+    first = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
+                               **kwargs)
+    # The layout of a sweep written before seeds: the seed in the setup, runs keyed "<norm>-<batch>".
+    old = json.loads((tmp_path / "batch_size.json").read_text())
+    old["setup"] = {**{k: v for k, v in old["setup"].items() if k != "seeds"}, "seed": 0}
+    old["runs"] = {f"{r['norm']}-{r['batch_size']}": {k: v for k, v in r.items() if k != "seed"}
+                   for r in old["runs"].values()}
+    for key in ("points", "differences"):
+        del old[key]
+    (tmp_path / "batch_size.json").write_text(json.dumps(old))
+    table = EXPERIMENTS["batch_size"].table(old)  # still shown, one run per point
+    assert table[2][0][1] == f"{100 * first['runs']['bn-2-seed0']['test_accuracy']:.1f}%"
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a run of the old sweep was trained again")
+
+    monkeypatch.setattr(batch_size, "train", no_training)
+    again = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
+                               **kwargs)
+    assert again["runs"] == first["runs"] and again["setup"]["seeds"] == [0]
+
+
+def test_a_sweep_cut_short_names_only_the_seeds_it_trained(synthetic_split: Split, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def stop_in_seed_1(config, *args, **kwargs):
+        calls.append(config.seed)
+        if config.seed == 1:
+            raise KeyboardInterrupt
+        return SimpleNamespace(history=[{"train_accuracy": 0.5, "test_accuracy": 0.5, "seconds": 1.0}])
+
+    monkeypatch.setattr(batch_size, "train", stop_in_seed_1)
+    with pytest.raises(KeyboardInterrupt):
+        batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
+                           batch_sizes=(2,), train_images=32, epochs=1, seeds=(0, 1, 2), progress=False)
+    written = json.loads((tmp_path / "batch_size.json").read_text())
+    assert written["setup"]["seeds"] == [0] and len(written["runs"]) == len(NORMS)

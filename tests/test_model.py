@@ -115,3 +115,9 @@ def test_reference_network_matches_the_published_table_layer_by_layer(norm: str)
     assert outputs == [shape for _, shape in REFERENCE_OUTPUTS]
     assert tuple(logits.shape) == (2, 10)  # GAP, then c11
     assert count_parameters(model) == 39_490
+
+
+@pytest.mark.parametrize("groups", [3, 0, "4", 4.0, True])
+def test_a_group_count_that_cannot_work_is_refused_by_name(groups: object) -> None:
+    with pytest.raises(ValueError, match="group"):
+        build_model("residual", "gn", groups)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from artifacts.folder import DEFAULT_CHECKPOINT_DIR, CheckpointFolder, default_checkpoint_dir
 from artifacts.trials import TrialsError, add_trial, command_line
-from artifacts.weights import read_metadata
+from artifacts.weights import CheckpointError, read_metadata
 from model import NORMS, build_model
 from training.config import TrainConfig, add_config_arguments, config_from_arguments
 from training.data import DataError, add_data_arguments, default_data_dir, load_split
@@ -18,6 +18,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     """The command's options, and one training config per norm asked for."""
     parser = argparse.ArgumentParser(
         prog="python -m training",
+        allow_abbrev=False,  # --record-trial writes the command down: every option spelled out
         description="Train the CIFAR-10 network with BatchNorm, GroupNorm and/or LayerNorm "
         "and write the checkpoints, plots and mistake gallery the app shows. Re-running "
         "an interrupted command continues from its last finished epoch.",
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.record_trial:
             record_trial(argv if argv is not None else sys.argv[1:], configs, args.output_dir,
                          describe_device(device, threads) + (f", {jobs} runs at once" if jobs > 1 else ""))
-    except (DataError, ResumeMismatch, TrainingDiverged, OutputError, WorkerDied, TrialsError, ValueError) as error:
+    except (DataError, ResumeMismatch, TrainingDiverged, OutputError, WorkerDied, TrialsError, CheckpointError,
+            ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

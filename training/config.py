@@ -15,6 +15,8 @@ import types
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+import torch
+
 from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model
 
 
@@ -121,8 +123,11 @@ class TrainConfig:
         for holds, message in checks:
             if not holds:
                 raise ConfigError(message)
+        if self.norm != "gn":  # the other norms have no groups: one config per norm, whatever --gn-groups says
+            object.__setattr__(self, "gn_groups", architecture.gn_groups)
         try:
-            build_model(self.arch, "gn", self.gn_groups)
+            with torch.device("meta"):  # only the layer shapes are checked: no memory, no random numbers
+                build_model(self.arch, "gn", self.gn_groups)
         except ValueError as error:
             raise ConfigError(f"--gn-groups: {error}") from error
 

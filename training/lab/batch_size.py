@@ -69,7 +69,6 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
     restart = restart or other_setup
     if restart:
         runs = {}
-    setup["seeds"] = sorted({*seeds, *(r["seed"] for r in runs.values())})
     # Seed by seed, so that a sweep cut short has whole seeds to show.
     for seed in seeds:
         for batch_size in batch_sizes:
@@ -89,11 +88,17 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
                     "seconds": sum(h["seconds"] for h in result.history),
                 }
                 # Written after every run, so an interrupted sweep keeps what it finished.
-                write_lab_results(lab, NAME, {"setup": setup, "runs": runs, **over_seeds(runs, batch_sizes)})
-    return {"setup": setup, "runs": runs, **over_seeds(runs, batch_sizes)}
+                write_lab_results(lab, NAME, sweep_results(setup, runs, batch_sizes))
+    return sweep_results(setup, runs, batch_sizes)
 
 
-def over_seeds(runs: dict[str, Any], batch_sizes: tuple[int, ...]) -> dict[str, Any]:
+def sweep_results(setup: dict[str, Any], runs: dict[str, Any], batch_sizes: tuple[int, ...]) -> dict[str, Any]:
+    """What the results file holds: the setup (with the seeds trained so far), every run, and the points."""
+    seeds = sorted({run["seed"] for run in runs.values()})
+    return {"setup": {**setup, "seeds": seeds}, "runs": runs, **summarize_points(runs, batch_sizes)}
+
+
+def summarize_points(runs: dict[str, Any], batch_sizes: tuple[int, ...]) -> dict[str, Any]:
     """Each point's test accuracy as mean and std over its seeds, and at each batch size the
     difference between every two norms with its 95% interval (Welch; none with one seed a side)."""
     accuracies = {norm: {b: [r["test_accuracy"] for r in runs.values() if r["norm"] == norm and r["batch_size"] == b]
@@ -112,11 +117,12 @@ def _finished_runs(path: Path, setup: dict[str, Any]) -> tuple[dict[str, Any], b
     except (OSError, ValueError):
         return {}, False
     saved_setup = {key: value for key, value in saved.get("setup", {}).items() if key not in NOT_SETTINGS}
-    if saved_setup != setup:
-        return {}, True
     runs = dict(saved.get("runs", {}))
-    # A sweep written before seeds were kept per run has no seed in its runs; it was seed 0.
-    if any("seed" not in r for r in runs.values()):
+    # A sweep written before it ran over seeds was one seed, named in its setup and not in its runs.
+    if "seed" in saved_setup:
+        seed = saved_setup.pop("seed")
+        runs = {run_key(r["norm"], r["batch_size"], seed): {**r, "seed": seed} for r in runs.values()}
+    if saved_setup != setup:
         return {}, True
     return runs, False
 
