@@ -88,10 +88,13 @@ def batch_size_table(results: dict[str, Any]) -> Table:
 
 
 def _difference(difference: dict[str, Any]) -> str:
-    text = f"{100 * difference['estimate']:+.1f}"
+    def points(value: float) -> str:
+        return f"{100 * value:+.1f}".replace("-", "−")
+
+    text = points(difference["estimate"])
     if difference["low"] is None:
         return text
-    return f"{text} ({100 * difference['low']:+.1f} to {100 * difference['high']:+.1f})"
+    return f"{text} ({points(difference['low'])} to {points(difference['high'])})"
 
 
 def coupling_table(results: dict[str, Any]) -> Table:
