@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from app import DEFAULT_CONCURRENCY as APP_CONCURRENCY  # noqa: E402 - the project root is on the path only now
 
 START_TIMEOUT = 300  # seconds for a server to answer its first request
+KEEPALIVE_SECONDS = 2.0  # a client's idle connection is closed after this, well before the server's 5 s
 LAST_LAYER, OPACITY, TOP_CLASS = 4, 0.5, -1  # the Grad-CAM call: last block, half opacity, each model's top class
 # Targets of the app against the floor, and for its memory.
 P50_TARGET, THROUGHPUT_TARGET, RSS_TARGET_MB, RSS_TARGET_REQUESTS = 1.15, 0.85, 50, 5000
@@ -233,8 +234,13 @@ class Visitor:
         url = image.get("url") if isinstance(image, dict) else None
         if not url:
             raise RuntimeError(f"no image in the answer: {image!r}")
-        response = self.http.get(url)
-        response.raise_for_status()
+        import httpx
+
+        try:
+            response = self.http.get(url)
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            raise RuntimeError(f"image download failed: {type(error).__name__}: {error}") from error
         if not response.content:
             raise RuntimeError(f"empty download: {url}")
 
@@ -395,8 +401,10 @@ def measure(server: Server, target: Target, args: argparse.Namespace, inputs: In
     print(f"\n{server.name}: answering {time.perf_counter() - started:.1f} s after start; {server.snapshot()}")
 
     def connect(_: int) -> Visitor:
+        # The server drops a connection idle for 5 s (uvicorn's default); a client that reused one
+        # just then would see it reset. Browsers retire idle connections first; so does this one.
         return Visitor(Client(server.url, verbose=False, analytics_enabled=False, download_files=False),
-                       httpx.Client(timeout=60))
+                       httpx.Client(timeout=60, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)))
 
     clients: list[Visitor] = []
     try:
