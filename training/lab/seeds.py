@@ -6,7 +6,6 @@ standard deviation; 0 with one seed) and the seeds used, so tables and figures c
 mean ± std and error bars.
 """
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,7 @@ from torch import nn
 
 from artifacts.lab import spread_over_seeds
 from training.lab.context import LabContext
-from training.statistics import pairwise_differences
+from training.statistics import pairwise_differences, summarize
 
 
 def _is_number(value: Any) -> bool:
@@ -33,10 +32,8 @@ def _combine(values: list[Any]) -> tuple[Any, Any]:
         pairs = [_combine([value[i] for value in values]) for i in range(len(first))]
         return [mean for mean, _ in pairs], [std for _, std in pairs]
     if _is_number(first):
-        n = len(values)
-        mean = sum(values) / n
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-        return mean, std
+        summary = summarize(values)
+        return summary.mean, summary.std
     return first, None
 
 
