@@ -7,6 +7,7 @@
     <norm>_confusion.png      confusion matrix on the test set
     <norm>_misclassified.png  ten mistakes, true and predicted class
     results.json              every model's metadata (artifacts.results)
+    photos.json               the models on a folder of real photos, per class (artifacts.photos)
     curves.png                loss and accuracy per epoch, all models
     mistakes.npz              every test image some model gets wrong (artifacts.mistakes)
     examples/<class>.png      one test image per class, the app's examples
@@ -65,6 +66,10 @@ class CheckpointFolder:
     @property
     def results(self) -> Path:
         return self.root / "results.json"
+
+    @property
+    def photos(self) -> Path:
+        return self.root / "photos.json"
 
     @property
     def trials(self) -> Path:
