@@ -13,11 +13,14 @@
     examples/<class>.png      one test image per class, the app's examples
     lab/<experiment>.json     the lab's measurements (artifacts.lab), with lab/<experiment>.png
     reference/                the reference network's checkpoint folder, laid out the same way
+    grid/<arch>-<recipe>/     the other cells of the network x recipe grid, laid out the same way
 """
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from model import DEFAULT_ARCH
 
 CHECKPOINT_DIR_ENV = "CHECKPOINT_DIR"
 DEFAULT_CHECKPOINT_DIR = Path("checkpoints")
@@ -111,8 +114,15 @@ class CheckpointFolder:
 
     @property
     def reference(self) -> "CheckpointFolder":
-        """The reference network's checkpoints, kept beside ours."""
+        """The reference network's checkpoints (trained with our recipe), kept beside ours."""
         return CheckpointFolder(self.root / "reference")
+
+    def grid_cell(self, arch: str, recipe: str) -> "CheckpointFolder":
+        """Where the network ``arch`` trained with ``recipe`` goes: the shipped folder for our network with our
+        recipe, ``reference/`` for the reference network with it, ``grid/<arch>-<recipe>/`` for the other cells."""
+        if recipe == "ours":
+            return self if arch == DEFAULT_ARCH else CheckpointFolder(self.root / arch)
+        return CheckpointFolder(self.root / "grid" / f"{arch}-{recipe}")
 
     def shown_files(self) -> list[Path]:
         """What the app shows straight from the folder (examples and figures), never the weights."""

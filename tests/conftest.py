@@ -8,7 +8,7 @@ from PIL import Image
 
 from artifacts.folder import CheckpointFolder
 from model import NORMS
-from training.data import Split, load_split
+from training.data import DATA_DIR_ENV, DEFAULT_DATA_DIR, Split, dataset_problems, load_split
 
 REPO = Path(__file__).resolve().parent.parent
 # The checkpoint set the app tests run on: the shipped one, or the folder $CHECKPOINT_DIR names.
@@ -41,20 +41,27 @@ def read_png(path: str | Path) -> np.ndarray:
         return np.array(image.convert("RGB"))
 
 
-def cifar_root() -> Path | None:
-    """A read-only CIFAR-10 copy: $CIFAR10_DATA_DIR, else ../shared/data beside the checkout."""
-    candidates = [os.environ.get("CIFAR10_DATA_DIR"), REPO.parent / "shared" / "data", REPO / "data"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "cifar-10-batches-py" / "test_batch").is_file():
-            return Path(candidate)
-    return None
+def dataset_required() -> bool:
+    """In CI, or where a dataset folder is named, the real-image tests must run: a missing dataset fails them."""
+    return bool(os.environ.get("CI") or os.environ.get(DATA_DIR_ENV))
+
+
+def cifar_root() -> Path:
+    """The CIFAR-10 copy the tests read: the folder $CIFAR10_DATA_DIR names (and no other), else ./data."""
+    named = os.environ.get(DATA_DIR_ENV)
+    return Path(named) if named else REPO / DEFAULT_DATA_DIR
 
 
 @pytest.fixture(scope="session")
 def cifar_dir() -> Path:
     root = cifar_root()
-    if root is None:
-        pytest.skip("CIFAR-10 not found: set CIFAR10_DATA_DIR to a folder holding cifar-10-batches-py/")
+    problems = dataset_problems(root)
+    if problems:
+        message = (f"CIFAR-10 not usable in {root}: {'; '.join(problems)}. "
+                   f"Set {DATA_DIR_ENV} to a folder holding cifar-10-batches-py/")
+        if dataset_required():
+            pytest.fail(message + f" (required because {'CI' if os.environ.get('CI') else DATA_DIR_ENV} is set)")
+        pytest.skip(message)
     return root
 
 

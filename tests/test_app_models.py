@@ -110,11 +110,44 @@ def test_grad_cam_every_layer(bank: ModelBank, examples: dict[str, Path]) -> Non
         assert layers[-1].label.startswith(f"block {len(layers)}")
         for layer in layers:
             cam, target = grad_cam(loaded.network, loaded.input(pixels), layer.index)
-            assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1 + 1e-6
+            # Scaled to a peak of exactly 1: an all-zero map (what a sign error gives) fails here.
+            assert cam.shape == (32, 32) and cam.min() >= 0 and cam.max() == pytest.approx(1.0)
             assert target == bank.predict(pixels).top(norm)
         cam, target = grad_cam(loaded.network, loaded.input(pixels), layers[-1].index, target=3)
         assert target == 3
         assert all(p.grad is None for p in loaded.network.parameters())
+
+
+def hooked_grad_cam(network: torch.nn.Module, x: torch.Tensor, layer: int, target: int) -> np.ndarray:
+    """Grad-CAM the textbook way, independently of webapp.gradcam: hooks on one block, one full backward pass."""
+    captured = {}
+
+    def keep(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        captured["activations"] = output
+        output.register_hook(lambda gradient: captured.__setitem__("gradient", gradient))
+
+    handle = network.features[layer].register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            network(x.clone().requires_grad_(True))[0, target].backward()
+    finally:
+        handle.remove()
+    activations, gradient = captured["activations"].detach()[0], captured["gradient"][0]
+    cam = torch.relu((gradient.mean(dim=(1, 2))[:, None, None] * activations).sum(0))
+    cam = torch.nn.functional.interpolate(cam[None, None], size=(32, 32), mode="bilinear", align_corners=False)[0, 0]
+    return (cam / cam.max()).numpy()
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_grad_cam_agrees_with_a_hook_based_computation(norm: str, bank: ModelBank, examples: dict[str, Path]) -> None:
+    loaded = bank.models[norm]
+    x = loaded.input(prepare(examples["cat"])[0])
+    layer = len(loaded.network.features) - 2  # a block in the middle of the network, at 8x8 or more
+    for target in (bank.predict(prepare(examples["cat"])[0]).top(norm), 5):
+        cam, _ = grad_cam(loaded.network, x, layer, target)
+        expected = hooked_grad_cam(loaded.network, x, layer, target)
+        assert np.allclose(cam, expected, atol=1e-5)
+    assert all(p.grad is None for p in loaded.network.parameters())
 
 
 def test_grad_cam_needs_a_valid_layer(bank: ModelBank) -> None:

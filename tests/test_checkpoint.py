@@ -41,9 +41,24 @@ def test_checkpoint_holds_no_pickle(tmp_path: Path) -> None:
     model = build_model("reference", "gn")
     path = tmp_path / "gn.safetensors"
     save_checkpoint(model, path, metadata_for(model, "reference", "gn"))
+    assert_is_safetensors(path)
     header_length = int.from_bytes(path.read_bytes()[:8], "little")
     header = json.loads(path.read_bytes()[8 : 8 + header_length])
     assert json.loads(header["__metadata__"]["arch"]) == "reference"
+
+
+def assert_is_safetensors(path: Path) -> None:
+    """A safetensors file from its first bytes: an 8-byte header length, then JSON; never a pickle or torch zip."""
+    data = path.read_bytes()
+    assert not data.startswith(b"\x80") and not data.startswith(b"PK\x03\x04")  # pickle protocol 2+, torch.save
+    header_length = int.from_bytes(data[:8], "little")
+    assert 8 + header_length <= len(data) and data[8:9] == b"{"
+    json.loads(data[8 : 8 + header_length])
+
+
+def test_the_shipped_checkpoints_hold_no_pickle() -> None:
+    for norm in ("bn", "gn", "ln"):
+        assert_is_safetensors(CheckpointFolder(CHECKPOINTS).weights(norm))
 
 
 def test_metadata_that_does_not_match_the_network_is_refused(tmp_path: Path) -> None:
@@ -119,3 +134,20 @@ def test_the_shipped_trials_record_each_command_without_folders() -> None:
         assert "/" not in trial["command"].replace("PATH", "") and trial["models"]
         for model in trial["models"].values():
             assert {"norm", "lr", "test_accuracy"} <= set(model)
+
+
+SHIPPED_WEIGHTS = sorted(CHECKPOINTS.rglob("*.safetensors"))
+
+
+def test_the_shipped_folder_has_weights_to_rescore() -> None:
+    assert {path.name for path in SHIPPED_WEIGHTS} >= {"bn.safetensors", "gn.safetensors", "ln.safetensors"}
+
+
+@pytest.mark.parametrize("path", SHIPPED_WEIGHTS, ids=lambda path: str(path.relative_to(CHECKPOINTS)))
+def test_each_shipped_model_scores_the_test_accuracy_recorded_in_it(path: Path, cifar_test) -> None:
+    from training.evaluate import evaluate
+
+    model, metadata = load_checkpoint(path)
+    _, accuracy = evaluate(model, cifar_test, mean=tuple(metadata["mean"]), std=tuple(metadata["std"]))
+    # The same 10,000 images; a float sum split over another number of threads may move one borderline image.
+    assert abs(accuracy - metadata["test_accuracy"]) <= 1 / len(cifar_test), (accuracy, metadata["test_accuracy"])

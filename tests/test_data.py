@@ -12,6 +12,7 @@ from training.data import (
     Split,
     augmented_batches,
     batches,
+    held_out_complement,
     hold_out_validation,
     load_split,
     random_crop_flip,
@@ -129,15 +130,21 @@ def test_shuffled_batches_cover_every_image_once(synthetic_split: Split) -> None
     assert sorted(shuffled.tolist()) == list(range(256)) and shuffled.tolist() != list(range(256))
 
 
-def test_validation_split_is_fixed_balanced_and_disjoint(synthetic_split: Split) -> None:
+def test_validation_split_is_fixed_balanced_and_disjoint() -> None:
     labels = torch.arange(10).repeat_interleave(60)[torch.randperm(600, generator=torch.Generator().manual_seed(1))]
-    split = Split(torch.zeros(600, 3, 32, 32, dtype=torch.uint8), labels)
+    # Each image's pixels are its own position, so the splits' images say where they came from.
+    images = torch.arange(600).view(600, 1, 1, 1).expand(600, 3, 32, 32)
+    split = Split(images, labels)
     indices = validation_indices(labels, per_class=20)
     assert torch.equal(indices, validation_indices(labels, per_class=20))  # the same in every run
     assert len(indices) == 200 and len(set(indices.tolist())) == 200
     assert torch.bincount(labels[indices], minlength=10).tolist() == [20] * 10
-    rest, held_out, _ = hold_out_validation(split)
-    assert len(rest) == 600 - len(held_out)
+    rest, held_out, _ = hold_out_validation(split, per_class=20)
+    kept, held = rest.images[:, 0, 0, 0].tolist(), held_out.images[:, 0, 0, 0].tolist()
+    assert len(held) == 200 and len(kept) == 400  # some images are kept: the check below is not vacuous
+    assert held == indices.tolist()
+    assert not set(kept) & set(held) and sorted(kept + held) == list(range(600))
+    assert torch.equal(rest.labels, labels[kept]) and torch.equal(held_out.labels, labels[held])
 
 
 def test_the_real_validation_split_is_5000_images_500_per_class_with_a_stable_id(cifar_train: Split) -> None:
@@ -145,5 +152,8 @@ def test_the_real_validation_split_is_5000_images_500_per_class_with_a_stable_id
     assert len(held_out) == 5000 and len(rest) == 45_000
     assert torch.bincount(held_out.labels, minlength=10).tolist() == [500] * 10
     assert identity == "1bc634292fd0"  # recorded in results: a change here changes every validation number
-    seen = {bytes(image.numpy()) for image in held_out.images[:200]}
-    assert not seen & {bytes(image.numpy()) for image in rest.images[:20_000]}
+    # Over all 50,000 positions: the held-out and kept images are disjoint and cover the training set.
+    held = validation_indices(cifar_train.labels)
+    kept = held_out_complement(len(cifar_train), held)
+    assert not set(held.tolist()) & set(kept.tolist()) and len(held) + len(kept) == 50_000
+    assert torch.equal(held_out.images, cifar_train.images[held]) and torch.equal(rest.images, cifar_train.images[kept])

@@ -115,6 +115,8 @@ def test_reference_network_matches_the_published_table_layer_by_layer(norm: str)
     assert outputs == [shape for _, shape in REFERENCE_OUTPUTS]
     assert tuple(logits.shape) == (2, 10)  # GAP, then c11
     assert count_parameters(model) == 39_490
+    # Every 3x3 block ends in the published dropout_value, 0.1.
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.1] * 8
 
 
 @pytest.mark.parametrize("groups", [3, 0, "4", 4.0, True])

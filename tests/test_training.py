@@ -14,7 +14,7 @@ from artifacts.weights import load_checkpoint
 from model import ARCHITECTURES, NORMS, ResidualNet, network_fingerprint
 from training.__main__ import main
 from training.config import ConfigError, TrainConfig
-from training.data import Split
+from training.data import Split, validation_indices
 from training.evaluate import evaluate
 from training.export import export_comparison, export_norm
 from training.loop import (
@@ -53,7 +53,11 @@ def test_resuming_after_an_interruption_ends_with_the_same_weights(synthetic_spl
         train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path / "b",
               on_epoch_end=interrupt_after_first_epoch, progress=False)
     assert torch.load(state_path(tmp_path / "b", config), weights_only=True)["epoch"] == 1
-    resumed = train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path / "b", progress=False)
+    trained_epochs: list[int] = []
+    resumed = train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path / "b",
+                    on_epoch_end=trained_epochs.append, progress=False)
+
+    assert trained_epochs == [2, 3]  # only the epochs after the interruption: the first was not trained again
 
     for name, tensor in straight.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
@@ -119,6 +123,31 @@ def test_diverging_loss_stops_and_keeps_the_last_good_state(synthetic_split: Spl
     with pytest.raises(TrainingDiverged, match="loss became (nan|inf).*Try a lower --lr"):
         train(replace(config, lr=1e30), synthetic_split, synthetic_split.subset(64), CPU, tmp_path, progress=False)
     assert not state_file.exists()  # the diverged epoch was never saved
+
+
+class FixedLogits(torch.nn.Module):
+    """A "network" that answers the logits it was given, one row per image, in order."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits, requires_grad=False)
+        self.served = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.logits[self.served : self.served + len(x)]
+        self.served += len(x)
+        return rows
+
+
+def test_evaluate_scores_known_logits_exactly() -> None:
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    logits = torch.full((10, 10), -5.0)
+    predicted = torch.tensor([0, 1, 2, 3, 4, 5, 6, 0, 0, 0])  # right on the first 7 of 10
+    logits[torch.arange(10), predicted] = 5.0
+    split = Split(torch.zeros(10, 3, 32, 32, dtype=torch.uint8), labels)
+    loss, accuracy = evaluate(FixedLogits(logits), split, batch_size=4)  # batches of 4, 4 and 2
+    assert accuracy == 0.7
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
 
 
 def test_export_writes_checkpoints_whose_accuracy_is_what_they_score(synthetic_split: Split, cifar_test: Split,
@@ -274,22 +303,40 @@ def test_freed_memory_setting_takes_effect_on_linux() -> None:
     assert keep_freed_memory() is True
 
 
-def test_the_plain_recipe_is_what_course_notebooks_use() -> None:
-    plain = TrainConfig(recipe="plain", norm="gn")
-    assert (plain.batch_size, plain.lr, plain.weight_decay, plain.label_smoothing, plain.crop_padding) == (
-        128, 0.01, 0.0, 0.0, 0)
-    assert not plain.flip and not plain.nesterov and plain.schedule == "step"
-    assert TrainConfig(recipe="plain", lr=0.05, batch_size=64).lr == 0.05  # options still override it
-    optimizer, scheduler = make_optimizer(torch.nn.Linear(2, 2), plain, steps=100)
+def test_the_published_recipe_is_the_published_notebooks_value_by_value() -> None:
+    published = TrainConfig(arch="reference", recipe="published", norm="gn")
+    # optim.SGD(lr=0.01, momentum=0.9), batch 128, no augmentation, nll_loss on log_softmax (no smoothing).
+    assert (published.batch_size, published.lr, published.momentum, published.weight_decay,
+            published.label_smoothing, published.crop_padding) == (128, 0.01, 0.9, 0.0, 0.0, 0)
+    assert not published.flip and not published.nesterov
+    assert published.mean == (0.5, 0.5, 0.5) and published.std == (0.5, 0.5, 0.5)  # Normalize((0.5,)*3, (0.5,)*3)
+    assert published.gn_groups == 2 and published.epochs == 20
+    assert TrainConfig(recipe="published", lr=0.05, batch_size=64).lr == 0.05  # options still override it
+    optimizer, scheduler = make_optimizer(torch.nn.Linear(2, 2), published, steps=100)
     rates = []
     for _ in range(100):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    assert rates[0] == rates[74] == 0.01 and rates[75] == rates[99] == pytest.approx(0.001)
+    assert rates == [0.01] * 100  # no scheduler: constant for every step
+    assert not optimizer.param_groups[0]["nesterov"] and optimizer.param_groups[0]["momentum"] == 0.9
     assert TrainConfig().as_dict() == TrainConfig(recipe="ours").as_dict()  # states saved before recipes match
     with pytest.raises(ConfigError, match="unknown recipe"):
-        TrainConfig(recipe="fancy")
+        TrainConfig(recipe="plain")
+
+
+def test_one_seeded_epoch_of_the_published_recipe_runs_and_records_its_inputs(cifar_train: Split, cifar_test: Split,
+                                                                             tmp_path: Path) -> None:
+    config = TrainConfig(arch="reference", recipe="published", norm="bn", epochs=1, train_subset=512, seed=1)
+    runs = [train(config, cifar_train, cifar_test.subset(500), CPU, tmp_path / name, progress=False)
+            for name in ("a", "b")]
+    assert runs[0].history[0]["train_loss"] == runs[1].history[0]["train_loss"]  # seeded: the same run twice
+    assert state_path(tmp_path / "a", config).name == "reference-published-bn-seed1.pt"
+    metadata = export_norm(runs[0], cifar_test.subset(500), tmp_path / "out")
+    assert metadata["recipe"] == "published" and metadata["mean"] == [0.5] * 3 and metadata["std"] == [0.5] * 3
+    model, _ = load_checkpoint(tmp_path / "out" / "seeds" / "1" / "bn.safetensors")
+    # Scored with the recipe's own input normalization, not the dataset's statistics.
+    assert metadata["test_accuracy"] == evaluate(model, cifar_test.subset(500), mean=(0.5,) * 3, std=(0.5,) * 3)[1]
 
 
 def test_several_seeds_end_to_end_give_numbers_over_seeds(cifar_dir: Path, tmp_path: Path) -> None:
@@ -316,10 +363,28 @@ def test_several_seeds_end_to_end_give_numbers_over_seeds(cifar_dir: Path, tmp_p
     assert json.loads((out / "results.json").read_text()) == before
 
 
-def test_a_validation_run_records_its_split_and_accuracy(cifar_dir: Path, tmp_path: Path) -> None:
+def test_a_validation_run_records_its_split_and_accuracy(cifar_dir: Path, cifar_train: Split, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.parallel
+
+    seen = []
+
+    def spy(config, train_split, eval_split, *args, **kwargs):
+        seen.append((train_split, eval_split))
+        return train(config, train_split, eval_split, *args, **kwargs)
+
+    monkeypatch.setattr(training.parallel, "train", spy)
     assert main(["--norm", "ln", "--validation", "--epochs", "1", "--batch-size", "100", "--train-subset", "200",
                  "--data-dir", str(cifar_dir), "--output-dir", str(tmp_path / "out"),
                  "--state-dir", str(tmp_path / "state"), "--no-progress"]) == 0
+    [(trained_on, evaluated_on)] = seen
+    # Trained on the other 45,000 images, none of them a validation image, and evaluated on the 5,000.
+    held_out = validation_indices(cifar_train.labels)
+    kept = torch.ones(50_000, dtype=torch.bool)
+    kept[held_out] = False
+    assert len(trained_on) == 45_000 and len(evaluated_on) == 5_000
+    assert torch.equal(trained_on.images, cifar_train.images[kept])
+    assert torch.equal(evaluated_on.images, cifar_train.images[held_out])
     metadata = json.loads((tmp_path / "out" / "results.json").read_text())["models"]["ln"]
     assert metadata["validation_split"] == "1bc634292fd0" and 0 <= metadata["validation_accuracy"] <= 1
     history = json.loads((tmp_path / "out" / "ln_history.json").read_text())["epochs"]

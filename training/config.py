@@ -17,7 +17,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import torch
 
-from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model
+from model import ARCHITECTURES, DEFAULT_ARCH, MEAN, NORMS, STD, build_model
 
 
 @dataclass(frozen=True)
@@ -32,19 +32,29 @@ class Recipe:
     crop_padding: int | None  # None: the architecture's own
     flip: bool
     nesterov: bool
-    schedule: str  # "one-cycle" (linear warm-up, linear decay) or "step" (x0.1 after three quarters)
+    schedule: str  # "one-cycle" (linear warm-up, linear decay) or "constant"
+    mean: tuple[float, float, float] = MEAN  # the input normalization, on the 0-1 scale
+    std: tuple[float, float, float] = STD
 
 
 RECIPES: dict[str, Recipe] = {
     "ours": Recipe("SGD with Nesterov momentum, one-cycle learning rate, batch 256, random crops and flips, "
                    "weight decay 5e-4, label smoothing 0.1", batch_size=256, lr=None, weight_decay=5e-4,
                    label_smoothing=0.1, crop_padding=None, flip=True, nesterov=True, schedule="one-cycle"),
-    # What course notebooks of this kind do: SGD with momentum 0.9 at lr 0.01, divided by 10 for the
-    # last quarter of the epochs, batch 128, no augmentation, no weight decay, no label smoothing.
-    "plain": Recipe("SGD with momentum 0.9, learning rate 0.01, x0.1 after 15 of 20 epochs, batch 128, "
-                    "no augmentation, no weight decay, no label smoothing", batch_size=128, lr=0.01,
-                    weight_decay=0.0, label_smoothing=0.0, crop_padding=0, flip=False, nesterov=False,
-                    schedule="step"),
+    # The recipe of the published reference runs, value by value as their notebooks train
+    # (Session8_Batch_Norm / _Group_Norm / _Layer_Norm.ipynb with model.py):
+    #   optim.SGD(model.parameters(), lr=0.01, momentum=0.9): no Nesterov, no weight decay,
+    #     and no scheduler, so the rate is constant for all 20 epochs;
+    #   DataLoader(batch_size=128, shuffle=True) over transforms ToTensor() then
+    #     Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)): no crops, no flips, pixels mapped to [-1, 1];
+    #   log_softmax with F.nll_loss: cross-entropy without label smoothing.
+    # The network's side (dropout 0.1, GroupNorm with 2 groups, LayerNorm as GroupNorm(1, C),
+    # conv -> ReLU -> norm -> dropout) is the reference architecture's (model/network.py).
+    "published": Recipe("the published reference runs: SGD with momentum 0.9 at a constant learning rate of "
+                        "0.01, batch 128, no augmentation, no weight decay, no label smoothing, inputs "
+                        "normalized with mean 0.5 and std 0.5", batch_size=128, lr=0.01, weight_decay=0.0,
+                        label_smoothing=0.0, crop_padding=0, flip=False, nesterov=False, schedule="constant",
+                        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
 }
 
 
@@ -66,19 +76,20 @@ class TrainConfig:
         "; ".join(f"'{name}': {recipe.description}" for name, recipe in RECIPES.items())
         + " (default ours); the options below override it", choices=list(RECIPES)))
     epochs: int = field(default=20, metadata=option("default 20 (at most 20)"))
-    batch_size: int | None = field(default=None, metadata=option("default 256 (plain recipe: 128)"))
+    batch_size: int | None = field(default=None, metadata=option("default 256 (published recipe: 128)"))
     lr: float | None = field(default=None, metadata=option(
         "peak learning rate (default, recipe ours: "
         + "; ".join(f"{a.name} " + ", ".join(f"{lr} for {n}" for n, lr in a.lr.items()) for a in ARCHITECTURES.values())
         + ")"))
     momentum: float = 0.9
     weight_decay: float | None = field(default=None, metadata=option(
-        "on conv and linear weights only, default 0.0005 (plain recipe: 0)"))
-    label_smoothing: float | None = field(default=None, metadata=option("default 0.1 (plain recipe: 0)"))
+        "on conv and linear weights only, default 0.0005 (published recipe: 0)"))
+    label_smoothing: float | None = field(default=None, metadata=option("default 0.1 (published recipe: 0)"))
     warmup_fraction: float = 0.25
     crop_padding: int | None = field(default=None, metadata=option(
         "pixels of reflect padding before the random 32x32 crop (default, recipe ours: "
-        + ", ".join(f"{a.crop_padding} for {a.name}" for a in ARCHITECTURES.values()) + "; plain recipe: no crops)"))
+        + ", ".join(f"{a.crop_padding} for {a.name}" for a in ARCHITECTURES.values())
+        + "; published recipe: no crops)"))
     gn_groups: int | None = field(default=None, metadata=option(
         "GroupNorm's group count, which must divide every width (default: "
         + ", ".join(f"{a.gn_groups} for {a.name}" for a in ARCHITECTURES.values()) + "); the other norms ignore it"))
@@ -142,6 +153,15 @@ class TrainConfig:
     @property
     def schedule(self) -> str:
         return RECIPES[self.recipe].schedule
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        """The input normalization's mean (the recipe's): training, evaluation and the checkpoint use it."""
+        return RECIPES[self.recipe].mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return RECIPES[self.recipe].std
 
     def as_dict(self) -> dict[str, Any]:
         """The settings, as resume states and sweep setups record them (the recipe only when not ours)."""

@@ -16,7 +16,7 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
-from model import standardize
+from model import MEAN, STD, standardize
 
 DATA_DIR_ENV = "CIFAR10_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
@@ -135,9 +135,11 @@ def random_crop_flip(
 
 
 def augmented_batches(
-    padded: Tensor, labels: Tensor, batch_size: int, generator: torch.Generator, size: int = 32, flip: bool = True
+    padded: Tensor, labels: Tensor, batch_size: int, generator: torch.Generator, size: int = 32, flip: bool = True,
+    mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD,
 ):
-    """One epoch of training batches: shuffled, randomly cropped (and flipped, unless ``flip`` is off), normalized.
+    """One epoch of training batches: shuffled, randomly cropped (and flipped, unless ``flip`` is off), standardized
+    with ``mean`` and ``std``.
 
     ``padded`` holds the reflect-padded uint8 images (see ``reflect_pad``); the batches
     come out as float, channels_last tensors, ready for the network.
@@ -146,7 +148,7 @@ def augmented_batches(
     for index, batch_labels in batches(indices, batch_size, generator):
         if len(index) == 1:  # a last batch of one image gives BatchNorm no batch statistics
             break
-        yield standardize(random_crop_flip(padded, size, generator, index, flip)), batch_labels
+        yield standardize(random_crop_flip(padded, size, generator, index, flip), mean, std), batch_labels
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None):
@@ -186,11 +188,16 @@ def split_id(indices: Tensor) -> str:
     return hashlib.sha256(indices.cpu().to(torch.int64).numpy().tobytes()).hexdigest()[:12]
 
 
-def hold_out_validation(train: Split) -> tuple[Split, Split, str]:
-    """(the other 45,000 training images, the 5,000 validation images, the split's id)."""
-    held_out = validation_indices(train.labels)
-    keep = torch.ones(len(train), dtype=torch.bool)
+def held_out_complement(count: int, held_out: Tensor) -> Tensor:
+    """The sorted positions among ``count`` images that ``held_out`` does not hold: the ones trained on."""
+    keep = torch.ones(count, dtype=torch.bool)
     keep[held_out] = False
-    rest = torch.nonzero(keep).flatten()
+    return torch.nonzero(keep).flatten()
+
+
+def hold_out_validation(train: Split, per_class: int = VALIDATION_PER_CLASS) -> tuple[Split, Split, str]:
+    """(the other training images, the validation images, the split's id): 45,000 and 5,000 on CIFAR-10."""
+    held_out = validation_indices(train.labels, per_class)
+    rest = held_out_complement(len(train), held_out)
     return (Split(train.images[rest], train.labels[rest]), Split(train.images[held_out], train.labels[held_out]),
             split_id(held_out))

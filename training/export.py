@@ -17,7 +17,7 @@ from artifacts.folder import CheckpointFolder
 from artifacts.mistakes import write_mistakes
 from artifacts.results import read_history, write_history
 from artifacts.weights import CheckpointError, load_checkpoint, save_checkpoint
-from model import CLASSES, MEAN, NORMS, STD, count_parameters
+from model import CLASSES, NORMS, count_parameters
 from training.data import Split
 from training.evaluate import class_probabilities
 from training.figures import confusion_figure, curves_figure, mistakes_grid, save_figure
@@ -51,12 +51,12 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path, train_
     trained on the other training images; its accuracy goes into the metadata.
     """
     config, last = result.config, result.history[-1]
-    predicted = class_probabilities(result.model, test_split.images).cpu().argmax(1)
+    predicted = class_probabilities(result.model, test_split.images, mean=config.mean, std=config.std).cpu().argmax(1)
     test_accuracy = (predicted == test_split.labels.cpu()).sum().item() / len(predicted)
     metadata = {
         "arch": config.arch, "norm": config.norm, "parameters": count_parameters(result.model),
         "epochs": config.epochs, "train_accuracy": last["train_accuracy"], "test_accuracy": test_accuracy,
-        "mean": list(MEAN), "std": list(STD), "classes": list(CLASSES), "seed": config.seed,
+        "mean": list(config.mean), "std": list(config.std), "classes": list(CLASSES), "seed": config.seed,
         "batch_size": config.batch_size, "lr": config.lr, "crop_padding": config.crop_padding,
         "weight_decay": config.weight_decay, "label_smoothing": config.label_smoothing,
         "train_images": min(config.train_subset or train_images, train_images),
@@ -68,7 +68,8 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path, train_
         metadata["gn_groups"] = config.gn_groups
     if validation is not None:
         held_out, held_out_id = validation
-        correct = class_probabilities(result.model, held_out.images).cpu().argmax(1) == held_out.labels.cpu()
+        correct = (class_probabilities(result.model, held_out.images, mean=config.mean, std=config.std).cpu().argmax(1)
+                   == held_out.labels.cpu())
         metadata["validation_accuracy"] = correct.float().mean().item()
         metadata["validation_split"] = held_out_id
     folder = CheckpointFolder(output_dir).seed_folder(config.seed)
@@ -106,7 +107,8 @@ def export_comparison(output_dir: Path, test_split: Split) -> dict[str, Any]:
     save_figure(curves_figure(histories), folder.curves)
 
     images, labels = test_split.images.cpu(), test_split.labels.cpu()
-    predicted = torch.stack([class_probabilities(model, images) for model in models.values()], dim=1)  # (N, K, 10)
+    predicted = torch.stack([class_probabilities(model, images, mean=results[norm]["mean"], std=results[norm]["std"])
+                             for norm, model in models.items()], dim=1)  # (N, K, 10)
     correct = predicted.argmax(2) == labels[:, None]
     wrong_somewhere = torch.nonzero(~correct.all(1)).flatten()
     write_mistakes(folder.mistakes, images[wrong_somewhere].permute(0, 2, 3, 1).numpy(),

@@ -77,10 +77,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig, steps: int):
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
     )
-    if config.schedule == "step":  # the plain recipe: constant, then a tenth for the last quarter
-        return optimizer, torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 1.0 if step < 0.75 * steps else 0.1
-        )
+    if config.schedule == "constant":  # the published recipe has no scheduler
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     # One cycle, linear both ways: from peak/10 up to the peak over the warm-up, then down
     # to peak/1000 at the last step. Piecewise-linear interpolation also works for runs of
     # only a few steps, where torch's OneCycleLR divides by zero.
@@ -93,8 +91,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig, steps: int):
 
 
 def state_path(state_dir: Path, config: TrainConfig) -> Path:
+    """One file per network, recipe, norm and seed, so runs of several grid cells can share ``state_dir``."""
+    recipe = f"-{config.recipe}" if config.recipe != "ours" else ""
     seed = f"-seed{config.seed}" if config.seed != 0 else ""
-    return Path(state_dir) / f"{config.arch}-{config.norm}{seed}.pt"
+    return Path(state_dir) / f"{config.arch}{recipe}-{config.norm}{seed}.pt"
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
@@ -219,7 +219,8 @@ def train_epoch(run: Run, config: TrainConfig, padded: Tensor, labels: Tensor, p
     bar = tqdm(total=len(labels), desc=f"{config.norm} epoch {epoch}/{config.epochs}", unit="img",
                leave=False, disable=not progress, dynamic_ncols=True, position=position)
     for step, (inputs, batch_labels) in enumerate(
-        augmented_batches(padded, labels, config.batch_size, run.data_rng, flip=config.flip)
+        augmented_batches(padded, labels, config.batch_size, run.data_rng, flip=config.flip,
+                          mean=config.mean, std=config.std)
     ):
         with amp:
             logits = run.model(inputs)
@@ -288,7 +289,7 @@ def train(
     while run.epoch < config.epochs:
         epoch_start = time.perf_counter()
         trained = train_epoch(run, config, padded, train_split.labels, path, progress, position)
-        eval_loss, eval_accuracy = evaluate(run.model, eval_split)
+        eval_loss, eval_accuracy = evaluate(run.model, eval_split, mean=config.mean, std=config.std)
         record = {
             "epoch": run.epoch + 1, "train_loss": trained["train_loss"],
             "train_accuracy": trained["train_accuracy"], f"{evaluated}_loss": eval_loss,
