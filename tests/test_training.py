@@ -408,3 +408,24 @@ def test_a_group_count_reaches_the_network_and_its_checkpoint_and_the_trial_reco
     assert {m.num_groups for m in model.modules() if isinstance(m, torch.nn.GroupNorm)} == {8}
     default = TrainConfig(norm="gn")
     assert default.gn_groups == ARCHITECTURES[default.arch].gn_groups and "gn_groups" not in default.as_dict()
+
+
+def test_a_rerun_skips_the_runs_already_in_the_output_folder(cifar_dir: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--norm", "bn", "--epochs", "1", "--batch-size", "100", "--train-subset", "200", "--jobs", "1",
+              "--data-dir", str(cifar_dir), "--output-dir", str(tmp_path / "out"), "--no-progress"]
+    assert main([*common, "--state-dir", str(tmp_path / "state")]) == 0
+    weights = tmp_path / "out" / "bn.safetensors"
+    first = weights.read_bytes()
+    capsys.readouterr()
+    # Another machine: no per-epoch states, but the finished checkpoint is there. Seed 1 is new.
+    assert main([*common, "--seeds", "2", "--state-dir", str(tmp_path / "other-state")]) == 0
+    out = capsys.readouterr().out
+    assert "residual/bn seed 0: already trained" in out and "seed 1: already" not in out
+    assert weights.read_bytes() == first and (tmp_path / "out" / "seeds" / "1" / "bn.safetensors").exists()
+    assert not (tmp_path / "other-state" / "residual-bn.pt").exists()  # seed 0 was not trained again
+    # Other settings are another run; --restart trains a finished one again.
+    assert main([*common, "--lr", "0.05", "--state-dir", str(tmp_path / "state-lr")]) == 0
+    assert "already trained" not in capsys.readouterr().out
+    assert main([*common, "--lr", "0.05", "--restart", "--state-dir", str(tmp_path / "state-lr")]) == 0
+    assert "already trained" not in capsys.readouterr().out

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary:
         print_summaries(args.arch, list(dict.fromkeys(config.norm for config in configs)))
         return 0
-    from training.export import OutputError, check_writable, export_comparison
+    from training.export import OutputError, check_writable, export_comparison, finished
 
     try:
         device = pick_device(args.device)
@@ -94,11 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CIFAR-10 from {data_dir}; device {device}"
               + (f"; {jobs} norms at once, {threads} thread(s) each" if jobs > 1 else ""), flush=True)
         task = Task(data_dir, device, args.output_dir, args.state_dir, args.restart, not args.no_progress)
-        if jobs > 1:
-            train_in_parallel(configs, task, jobs, threads)
+        if not args.restart:
+            done = [config for config in configs if finished(config, args.output_dir)]
+            for config in done:
+                print(f"{config.arch}/{config.norm} seed {config.seed}: already trained in {args.output_dir}, "
+                      "skipped (--restart trains it again)", flush=True)
         else:
+            done = []
+        to_train = [config for config in configs if config not in done]
+        if jobs > 1 and len(to_train) > 1:
+            train_in_parallel(to_train, task, jobs, threads)
+        elif to_train:
             train_split = load_split(data_dir, train=True)
-            for config in configs:
+            for config in to_train:
                 train_and_export(config, task, train_split, test_split)
         export_comparison(args.output_dir, test_split)
         if args.record_trial:

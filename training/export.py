@@ -16,8 +16,9 @@ from artifacts.atomic import write_bytes
 from artifacts.folder import CheckpointFolder
 from artifacts.mistakes import write_mistakes
 from artifacts.results import read_history, write_history
-from artifacts.weights import CheckpointError, load_checkpoint, save_checkpoint
-from model import CLASSES, NORMS, count_parameters
+from artifacts.weights import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from model import CLASSES, NORMS, build_model, count_parameters, network_fingerprint
+from training.config import TrainConfig
 from training.data import Split
 from training.evaluate import class_probabilities
 from training.figures import confusion_figure, curves_figure, mistakes_grid, save_figure
@@ -42,6 +43,31 @@ def check_writable(folder: Path) -> None:
         ) from error
 
 
+def finished(config: TrainConfig, output_dir: Path) -> bool:
+    """Whether ``output_dir`` already holds this run's checkpoint: same network, settings and data.
+
+    Lets a command that trains many runs (several seeds, a grid) be re-run after an
+    interruption on another machine, where the per-epoch states are gone, and train only
+    what is missing. Checkpoints from before the network's fingerprint was recorded never match.
+    """
+    try:
+        saved = read_metadata(CheckpointFolder(output_dir).seed_folder(config.seed).weights(config.norm))
+    except CheckpointError:
+        return False
+    with torch.device("meta"):
+        network = network_fingerprint(build_model(config.arch, config.norm, config.gn_groups))
+    expected = {"network": network, "arch": config.arch, "norm": config.norm, "seed": config.seed,
+                "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                "crop_padding": config.crop_padding, "weight_decay": config.weight_decay,
+                "label_smoothing": config.label_smoothing, "recipe": config.recipe,
+                "gn_groups": config.gn_groups if config.norm == "gn" else None,
+                "validation": config.validation, "train_subset": config.train_subset}
+    found = {**{key: saved.get(key) for key in expected}, "recipe": saved.get("recipe", "ours"),
+             "validation": "validation_split" in saved,
+             "train_subset": config.train_subset if saved.get("train_images") == config.train_subset else None}
+    return found == expected
+
+
 def export_norm(result: TrainResult, test_split: Split, output_dir: Path, train_images: int = 50_000,
                 validation: tuple[Split, str] | None = None) -> dict[str, Any]:
     """Write one trained model's checkpoint and history, and for the shipped seed its confusion matrix
@@ -61,6 +87,7 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path, train_
         "weight_decay": config.weight_decay, "label_smoothing": config.label_smoothing,
         "train_images": min(config.train_subset or train_images, train_images),
         "train_seconds": sum(h["seconds"] for h in result.history),
+        "network": network_fingerprint(result.model),
     }
     if config.recipe != "ours":
         metadata["recipe"] = config.recipe
