@@ -29,7 +29,8 @@ FIT = "crop"  # an upload here is centre-cropped to 32 x 32, the Classify tab's 
 DRAW = 0  # the Lab demo's first draw of companions
 PANEL_PARTS = ("summary", "maps", "histogram", "sets", "statistics")
 PANELS = {norm: {part: f"{part}_{norm}" for part in PANEL_PARTS} for norm in NORMS}
-INSIDE_OUTPUTS = ("layer_note", *(name for panel in PANELS.values() for name in panel.values()), "numbers")
+# The order of /inside's outputs: the note on the layer, each kind of panel for BN, GN and LN, every number.
+INSIDE_OUTPUTS = ("layer_note", *(PANELS[norm][part] for part in PANEL_PARTS for norm in NORMS), "numbers")
 NO_IMAGE = "No image yet: upload one or click an example."
 
 
@@ -50,6 +51,11 @@ def _layer_index(layer: Any, count: int) -> int:
         raise gr.Error(f"There is no normalization layer {layer!r}: this network has {count}, numbered 0 to "
                        f"{count - 1}.", title="No such layer")
     return int(value)
+
+
+def _signed(value: float) -> str:
+    """Two decimals with a true minus sign."""
+    return f"{value:.2f}".replace("-", "−")
 
 
 def _summary(norm: str, reading: LayerReading, batch: int) -> str:
@@ -83,12 +89,12 @@ def _summary(norm: str, reading: LayerReading, batch: int) -> str:
     if layer.groups == 1:
         return "\n- ".join([
             f"**{title}**: one mean and variance per image, the same in training and at inference.",
-            f"Your image: mean **{mean[0]:.2f}**, standard deviation **{std[0]:.2f}**, over all "
+            f"Your image: mean **{_signed(mean[0])}**, standard deviation **{std[0]:.2f}**, over all "
             f"{layer.channels} × {positions} = {layer.channels * positions:,} of its values.",
             f"Its channels' own means are **{distance.mean():.2f}** standard deviations from that mean on average "
             f"(at most {distance.max():.2f}).",
         ])
-    listed = ", ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(mean, std, strict=True))
+    listed = ", ".join(f"{_signed(m)} ± {s:.2f}" for m, s in zip(mean, std, strict=True))
     return "\n- ".join([
         f"**{title}**: one mean and variance per image and group, the same in training and at inference.",
         f"Your image: {layer.groups} groups of {per_group} channels ({per_group} × {positions} = "

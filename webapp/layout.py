@@ -20,7 +20,7 @@ from artifacts.mistakes import MistakesError, MistakeSet, load_mistakes
 from model import NORMS, norm_title
 from webapp.callbacks import CAMS, LABELS, NO_CLASS, TOP_CLASS, Handlers
 from webapp.inference import ModelBank, load_bank
-from webapp.inside import PANELS, InsideView
+from webapp.inside import INSIDE_OUTPUTS, PANELS, InsideView
 from webapp.lab import COMPANION_SIZE, UPLOADED, LabDemo, corruption_choices, read_lab, section_markdown
 from webapp.mistakes import ANY, agreement_choices
 from webapp.output_files import png_file, sweep_interval
@@ -395,7 +395,7 @@ def inside_tab(app: App, demo: gr.Blocks, pixels_state: gr.State) -> None:
                 choices = inside.layer_choices()
                 layer = gr.Dropdown(choices, value=choices[len(choices) // 2][1] if choices else None,
                                     label="Normalization layer (in the order the network runs them)")
-                layer_note = gr.Markdown()
+                layer_note = gr.Markdown(label="the layer")
                 if examples:
                     gr.Examples([[str(path)] for path in examples], inputs=[image], cache_examples=False,
                                 label="Or click a CIFAR-10 test image", examples_per_page=10)
@@ -416,19 +416,21 @@ def inside_tab(app: App, demo: gr.Blocks, pixels_state: gr.State) -> None:
                 gr.Markdown(heading)
             with gr.Row(equal_height=True):
                 for norm, names in PANELS.items():
+                    label = f"{NORMS[norm].title}: {part}"
                     if part == "summary":
-                        panels[names[part]] = gr.Markdown(min_height=120, elem_classes="inside-summary")
+                        panels[names[part]] = gr.Markdown(label=label, min_height=120)
                     elif part == "maps":
                         with gr.Column(min_width=300):
                             gr.HTML(_maps_caption(norm))
                             panels[names[part]] = gr.Image(
-                                label=f"{NORMS[norm].title}: before → after", show_label=False, interactive=False,
-                                format="png", buttons=[], elem_classes=["pixelated", "inside-maps"])
+                                label=f"{NORMS[norm].title}: feature maps before | after", show_label=False,
+                                interactive=False, format="png", buttons=[], elem_classes=["pixelated", "inside-maps"])
                     else:
-                        panels[names[part]] = gr.HTML(min_height=60, min_width=300)
+                        panels[names[part]] = gr.HTML(label=label, min_height=60, min_width=300)
         with gr.Accordion("Every number shown, as JSON", open=False):
-            numbers = gr.JSON(show_label=False)
-    shown = {"layer_note": layer_note, **panels, "numbers": numbers}
+            numbers = gr.JSON(label="every number", show_label=False)
+    components = {"layer_note": layer_note, **panels, "numbers": numbers}
+    shown = {name: components[name] for name in INSIDE_OUTPUTS}
     show = named(inside.show, shown)
     image.change(named(inside.clear, shown), None, list(shown.values()), queue=False, show_progress="hidden",
                  api_visibility="private").then(
