@@ -19,10 +19,11 @@ from torch import Tensor, nn
 from model import build_model, standardize
 from probes.inside import LayerNotFound, NormProbe, norm_layers
 from tests.conftest import CHECKPOINTS, read_png
+from webapp.inference import ModelBank
 from webapp.inside import INSIDE_OUTPUTS, NO_IMAGE, PANELS, InsideView
 from webapp.lab import COMPANION_BATCHES, COMPANION_SIZE
 from webapp.layout import App, load_app
-from webapp.norm_figures import feature_maps
+from webapp.norm_figures import SPLIT, feature_maps
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)  # the view's JSON keeps six significant digits
 
@@ -201,7 +202,7 @@ def test_every_panel_fills_with_valid_pictures(view: InsideView, cat: Path) -> N
 def test_before_and_after_share_one_colour_scale() -> None:
     maps = np.random.default_rng(0).normal(size=(8, 4, 4)).astype(np.float32)
     same, _ = feature_maps(maps, maps)
-    half = (same.shape[1] - 18) // 2
+    half = (same.shape[1] - SPLIT) // 2
     assert np.array_equal(same[:, :half], same[:, -half:])
     # Ten times larger values after the layer: the same scale makes them stronger colours, not the same ones.
     louder, limit = feature_maps(maps, 10 * maps)
@@ -235,6 +236,14 @@ def test_an_unreadable_upload_is_a_clear_message(view: InsideView, tmp_path: Pat
         view.show(str(path), 0)
     with pytest.raises(gr.Error, match="did not arrive"):
         view.show(str(tmp_path / "gone.png"), 0)
+
+
+def test_an_unavailable_model_leaves_the_others_shown(view: InsideView, app: App, cat: Path) -> None:
+    models = {norm: loaded for norm, loaded in view.bank.models.items() if norm != "ln"}
+    bank = ModelBank(view.bank.folder, models, {"ln": "ln.safetensors is missing."})
+    shown = InsideView(bank, app.lab_demo.pool).show(str(cat), 0)
+    assert "unavailable" in shown[PANELS["ln"]["summary"]] and shown[PANELS["ln"]["maps"]] is None
+    assert shown[PANELS["gn"]["maps"]] is not None and set(shown["numbers"]["models"]) == {"bn", "gn"}
 
 
 def test_concurrent_requests_each_read_their_own_layer(view: InsideView, cat: Path) -> None:

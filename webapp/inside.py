@@ -152,6 +152,9 @@ class InsideView:
                       "width": layer.width},
             "models": {},
         }
+        for norm in PANELS.keys() - self.probes.keys():
+            outputs[PANELS[norm]["summary"]] = (f"**{NORMS[norm].title}** is unavailable; see the message at the top "
+                                                "of the page.")
         for norm, probe in self.probes.items():
             panel = PANELS[norm]
             if index >= len(probe.layers):

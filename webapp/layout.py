@@ -438,7 +438,8 @@ def inside_tab(app: App, demo: gr.Blocks, pixels_state: gr.State) -> None:
         api_description="One image through one normalization layer (0 to the last) of each model.")
     layer.change(show, [image, layer], list(shown.values()), api_visibility="private", preprocess=False,
                  show_progress="hidden", trigger_mode="always_last")
-    demo.load(show, [image, layer], list(shown.values()), api_visibility="private", preprocess=False)
+    if choices:
+        demo.load(show, [image, layer], list(shown.values()), api_visibility="private", preprocess=False)
     # A new upload in the Classify tab comes here as the 32 x 32 pixels the models saw.
     pixels_state.change(lambda pixels: png_file(np.asarray(pixels, dtype=np.uint8)) if pixels is not None
                         else gr.skip(), pixels_state, image, api_visibility="private", queue=False)

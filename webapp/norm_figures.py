@@ -13,9 +13,11 @@ import numpy as np
 
 from probes.inside import LayerReading, Sets
 
-TILE = 32  # pixels a feature map's thumbnail is blown up to, at least
-GAP = 2  # pixels between thumbnails
-SPLIT = 18  # pixels between the "before" and "after" grids
+# The maps are sent small and blown up by the browser with hard pixel edges (the page's "pixelated"
+# style): a PNG of a few thousand pixels encodes in a fraction of a millisecond.
+TILE = 8  # pixels a feature map's thumbnail takes, at least
+GAP = 1  # pixels between thumbnails
+SPLIT = 5  # pixels between the "before" and "after" grids
 WIDTH = 360  # every SVG's coordinate width: one panel of three side by side
 
 
