@@ -116,8 +116,8 @@ def sets_figure(reading: LayerReading, found: Sets, batch: int, colour: str, tit
     """
     layer = reading.layer
     channels, positions = layer.channels, layer.height * layer.width
-    height = 240
-    front_x, front_y, front_w, front_h = 78.0, 110.0, 150.0, 100.0
+    height = 252
+    front_x, front_y, front_w, front_h = 78.0, 122.0, 150.0, 100.0
     depth_x, depth_y = 118.0, -50.0  # the whole channel axis, drawn receding up and to the right
     cell_w = front_w / batch
 
@@ -198,6 +198,8 @@ def sets_figure(reading: LayerReading, found: Sets, batch: int, colour: str, tit
     parts.append(_text(8, 16, what, 12, weight="bold"))
     parts.append(_text(8, 32, f"each holds {size} = {found.size:,} values", 11.5))
     parts.append(_text(8, 47, "filled: the set that holds channel 1 of your image", 10.5, opacity=0.7))
+    if layer.groups is None:
+        parts.append(_text(8, 61, "in training; at inference the running averages stand in", 10.5, opacity=0.7))
     parts.append("</svg>")
     return "".join(parts)
 
