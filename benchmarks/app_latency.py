@@ -5,10 +5,12 @@
 
 Prints medians and 95th percentiles in milliseconds. In process: the three models on one
 image's 32x32 pixels, the whole classification of an uploaded file (decode, resize, three
-models), and Grad-CAM for the three models. Over HTTP: `python app.py` is started on a free
-loopback port; start-up is timed from process start to the first answer, then one client
-calls /classify repeatedly (through gradio_client, and through plain HTTP requests for
-comparison), then 32 gradio_client clients call it at the same time.
+models), Grad-CAM for the three models, and the Inside tab's update (a norm layer of each of
+the three models, every panel drawn) beside the Classify tab's whole handler, taking turns.
+Over HTTP: `python app.py` is started on a free loopback port; start-up is timed from process
+start to the first answer, then one client calls /classify repeatedly (through gradio_client,
+and through plain HTTP requests for comparison), then 32 gradio_client clients call it at the
+same time.
 """
 
 import argparse
@@ -92,6 +94,68 @@ def in_process(checkpoint_dir: Path, runs: int, threads: int) -> None:
             overlay(pixels, cam, 0.5)
 
     print(f"Grad-CAM + overlay for all three models (last layer): {summary(timed(cams, max(runs // 2, 10)))}")
+    inside_beside_classify(checkpoint_dir, max(runs // 2, 10))
+
+
+def interleaved(functions: dict[str, object], runs: int, before_each=None, warmup: int = 3) -> dict[str, list[float]]:
+    """Each function timed ``runs`` times, taking turns, so that a busy moment of the CPU hits them all.
+
+    ``before_each`` runs, untimed, before every call.
+    """
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(runs):
+        for name, function in functions.items():
+            if before_each is not None:
+                before_each()
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def inside_beside_classify(checkpoint_dir: Path, runs: int) -> None:
+    """The Inside tab's whole update (three models, every panel) beside the Classify tab's whole handler.
+
+    The app encodes each distinct picture once; here the folder of pictures is emptied before every
+    call, so each one pays for its PNGs, as a new image or a first look at a layer does.
+    """
+    import itertools
+    import shutil
+
+    with tempfile.TemporaryDirectory() as folder:
+        previous = os.environ.get("GRADIO_TEMP_DIR")
+        os.environ["GRADIO_TEMP_DIR"] = folder
+        try:
+            from webapp.layout import load_app
+            from webapp.output_files import IMAGE_FOLDER, temporary_folder
+
+            app = load_app(checkpoint_dir)
+            inside, handlers = app.inside, app.handlers
+            examples = sorted((checkpoint_dir / "examples").glob("*.png"))
+            layers = itertools.cycle(range(len(inside.layers)))
+            images = itertools.cycle(examples)
+            middle = len(inside.layers) // 2
+            jpeg = Path(folder) / "photo.jpg"
+            jpeg.write_bytes(photo(1024, 768))
+            times = interleaved({
+                "Classify, whole handler, 32x32 PNG": lambda: handlers.classify(str(examples[0])),
+                "Inside, the layer changes (32x32 PNG)": lambda: inside.show(str(examples[0]), next(layers)),
+                "Inside, the image changes (ten examples)": lambda: inside.show(str(next(images)), middle),
+                "Inside, the image changes (1024x768 JPEG)": lambda: inside.show(str(jpeg), middle),
+            }, runs, before_each=lambda: shutil.rmtree(temporary_folder() / IMAGE_FOLDER, ignore_errors=True))
+        finally:
+            if previous is None:
+                os.environ.pop("GRADIO_TEMP_DIR", None)
+            else:
+                os.environ["GRADIO_TEMP_DIR"] = previous
+    base = float(np.median(times["Classify, whole handler, 32x32 PNG"]))
+    print(f"\nInside the norms beside Classify, taking turns ({len(inside.layers)} norm layers, target 300 ms; "
+          "every picture encoded anew):")
+    for name, seconds in times.items():
+        print(f"  {name:<42} {summary(seconds)}   {np.median(seconds) / base:5.1f}x Classify")
 
 
 def free_port() -> int:

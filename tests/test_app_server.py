@@ -8,6 +8,7 @@ Runs on the shipped checkpoints (or the folder named by CHECKPOINT_DIR). The bro
 import io
 import json
 import os
+import re
 import socket
 import struct
 import threading
@@ -117,6 +118,19 @@ def test_api_classifies_confident_examples(server: Server, examples: dict[str, P
         assert "All three models say" in result[5]
 
 
+def test_api_inside_returns_every_panel_and_refuses_a_missing_layer(server: Server,
+                                                                    examples: dict[str, Path]) -> None:
+    api = client(server)
+    returns = api.view_api(return_format="dict", print_info=False)["named_endpoints"]["/inside"]["returns"]
+    assert [entry["label"] for entry in returns][1:4] == [f"{NORMS[norm].title}: summary" for norm in NORMS]
+    result = api.predict(handle_file(str(examples["frog"])), 1, api_name="/inside")
+    assert len(result) == len(returns) == 17
+    assert result[0].startswith("**Normalization layer 2 of") and result[1].startswith("**BatchNorm**")
+    assert set(result[-1]["models"]) == set(NORMS) and result[-1]["layer"]["index"] == 1
+    with pytest.raises(AppError, match="no normalization layer 99"):
+        api.predict(handle_file(str(examples["frog"])), 99, api_name="/inside")
+
+
 def decompression_bomb(side: int = 30_000) -> bytes:
     """A valid side x side 1-bit PNG of zeros: ~100 kB to upload, 900 megapixels to decode."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -223,6 +237,8 @@ def test_browser_upload_fills_the_three_panels(server: Server, examples: dict[st
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            console_errors: list[str] = []
+            page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
             page.goto(server.url)
             page.locator("#input-image input[type=file]").set_input_files(str(examples["ship"]))
             headings = page.locator("[data-testid='label-output-value']")
@@ -252,5 +268,19 @@ def test_browser_upload_fills_the_three_panels(server: Server, examples: dict[st
             page.get_by_role("button", name="Draw new companions").click()
             expect(page.get_by_text("What we measured")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "lab.png"), full_page=True)
+
+            page.get_by_role("tab", name="Inside the norms").click()
+            page.get_by_label("Normalization layer (in the order the network runs them)").click()
+            page.get_by_role("option", name=re.compile(r"^norm layer 2 ")).click()
+            expect(page.get_by_text("Normalization layer 2 of")).to_be_visible(timeout=30_000)
+            # The three panels fill: each model's facts, feature maps and pictures of its sets and statistics.
+            for title in ("BatchNorm", "GroupNorm", "LayerNorm"):
+                expect(page.get_by_text(f"{title}: one mean and variance per")).to_be_visible(timeout=30_000)
+            expect(page.locator(".inside-maps img")).to_have_count(3, timeout=30_000)
+            for picture in ("the values that share one mean", "the statistics used", "the distribution of values"):
+                expect(page.locator("svg > title", has_text=picture)).to_have_count(3)
+            expect(page.get_by_text("channel 1 of your image")).to_have_count(3)
+            page.screenshot(path=str(ARTIFACTS / "inside.png"), full_page=True)
+            assert console_errors == []
         finally:
             browser.close()

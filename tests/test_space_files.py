@@ -67,7 +67,7 @@ def test_the_copy_shows_every_tab_with_its_content(server: Server, space: Path) 
     config = page_config(server)
     text = json.dumps(config, ensure_ascii=False)
     tabs = {block["props"].get("label") for block in config["components"] if block.get("type") == "tabitem"}
-    assert {"Classify", "Mistakes", "Training", "Lab"} <= tabs
+    assert {"Classify", "Mistakes", "Training", "Lab", "Inside the norms"} <= tabs
     # Expected from the checkout's files; the page shows them only if the copy had them.
     results = read_results(ROOT / "checkpoints" / "results.json")
     with np.load(ROOT / "checkpoints" / "mistakes.npz") as mistakes:
@@ -81,7 +81,8 @@ def test_the_copy_shows_every_tab_with_its_content(server: Server, space: Path) 
         assert problem not in text, problem
     figures = [block["props"]["value"] for block in config["components"]
                if block.get("type") == "image" and isinstance(block["props"].get("value"), dict)]
-    assert len(figures) == 4 + 5  # the curves, three confusion matrices, five lab plots
+    # The curves, three confusion matrices, five lab plots, and the example the Inside tab starts with.
+    assert len(figures) == 4 + 5 + 1
     for figure in figures:
         with urllib.request.urlopen(figure["url"], timeout=60) as response:
             assert response.status == 200 and response.read(8) == b"\x89PNG\r\n\x1a\n", figure["url"]

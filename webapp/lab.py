@@ -27,6 +27,7 @@ from webapp.training_report import markdown_table
 
 UPLOADED = "uploaded"
 COMPANION_BATCHES = 12
+COMPANION_SIZE = 4  # the batch size the demo starts with
 
 
 def _pct(value: float) -> str:

@@ -1,4 +1,4 @@
-"""The page: four tabs (Classify, Mistakes, Training, Lab), one function each, and their wiring.
+"""The page: five tabs (Classify, Mistakes, Training, Lab, Inside the norms), one function each, and their wiring.
 
 Handlers return ``{output name: value}``; ``named`` turns that into the
 ``{component: value}`` Gradio accepts, so no list of outputs has to match a tuple's order.
@@ -20,9 +20,10 @@ from artifacts.mistakes import MistakesError, MistakeSet, load_mistakes
 from model import NORMS, norm_title
 from webapp.callbacks import CAMS, LABELS, NO_CLASS, TOP_CLASS, Handlers
 from webapp.inference import ModelBank, load_bank
-from webapp.lab import UPLOADED, LabDemo, corruption_choices, read_lab, section_markdown
+from webapp.inside import INSIDE_OUTPUTS, PANELS, InsideView
+from webapp.lab import COMPANION_SIZE, UPLOADED, LabDemo, corruption_choices, read_lab, section_markdown
 from webapp.mistakes import ANY, agreement_choices
-from webapp.output_files import sweep_interval
+from webapp.output_files import png_file, sweep_interval
 from webapp.preprocess import FIT_MODES
 from webapp.training_report import (
     differences_markdown,
@@ -57,6 +58,8 @@ CSS = """
 .mistake-gallery .caption-label { position: static !important; max-width: 100% !important; border: none !important;
                                   border-radius: 0 !important; white-space: normal !important; text-align: center;
                                   font-size: 11.5px !important; line-height: 1.25; padding: 3px 4px !important; }
+/* The Inside tab's feature maps fill their column's width, so the captions above them line up. */
+.inside-maps .image-frame, .inside-maps .image-frame img { width: 100%; height: auto !important; }
 .banner { padding: 8px 12px; border-radius: 8px; background: rgba(213, 94, 0, 0.12);
           border: 1px solid rgba(213, 94, 0, 0.6); }
 """
@@ -114,6 +117,7 @@ class App:
     mistakes_problem: str | None
     handlers: Handlers
     lab_demo: LabDemo
+    inside: InsideView
 
 
 def load_app(checkpoint_dir: Path | str | None) -> App:
@@ -125,7 +129,7 @@ def load_app(checkpoint_dir: Path | str | None) -> App:
         mistakes, mistakes_problem = None, str(error)
     examples = _example_pixels(bank.folder.example_files())
     lab_demo = LabDemo(bank, examples, mistakes.images if mistakes is not None else None)
-    return App(bank, mistakes, mistakes_problem, Handlers(bank, mistakes), lab_demo)
+    return App(bank, mistakes, mistakes_problem, Handlers(bank, mistakes), lab_demo, InsideView(bank, lab_demo.pool))
 
 
 def classify_tab(app: App) -> gr.State:
@@ -323,7 +327,7 @@ def lab_tab(app: App, demo: gr.Blocks, pixels_state: gr.State) -> None:
                 "images and each model runs in training mode (no learning happens)."
             )
             with gr.Row():
-                companion_size = gr.Slider(2, 64, value=4, step=1, label="Batch size")
+                companion_size = gr.Slider(2, 64, value=COMPANION_SIZE, step=1, label="Batch size")
                 redraw = gr.Button("Draw new companions", variant="secondary")
             companion_note = gr.Markdown()
             companion_plot = gr.HTML()
@@ -365,6 +369,82 @@ def lab_tab(app: App, demo: gr.Blocks, pixels_state: gr.State) -> None:
                     gr.Image(str(figure_path), show_label=False, interactive=False, buttons=["fullscreen"])
 
 
+def _maps_caption(norm: str) -> str:
+    """The model's name over its feature maps, and which half is which."""
+    style = "flex:1;text-align:center;font-size:0.9em"
+    return (f'<div style="display:flex;color:{NORMS[norm].colour};font-weight:600">'
+            f'<span style="{style}">{NORMS[norm].title}: before</span><span style="{style}">after</span></div>')
+
+
+def inside_tab(app: App, demo: gr.Blocks, pixels_state: gr.State) -> None:
+    """One image through one normalization layer of each model: its maps, sets, statistics and values."""
+    inside, examples = app.inside, app.bank.folder.example_files()
+    with gr.Tab("Inside the norms"):
+        gr.Markdown(
+            "### What one normalization layer does to your image\nAll three compute **y = γ · (x − μ) / √(σ² + ε) "
+            "+ β**, with a learned γ and β per channel; they differ only in **which values share one mean μ and "
+            "variance σ²**. Pick an image and a layer; each column is one model's layer at work on it."
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=220):
+                first = next((path for path in examples if path.stem == "cat"), examples[0] if examples else None)
+                image = gr.Image(label="Your image", type="filepath", image_mode=None,
+                                 height=200, sources=["upload", "clipboard"], elem_classes="pixelated",
+                                 value=str(first) if first else None)
+            with gr.Column(scale=3):
+                choices = inside.layer_choices()
+                layer = gr.Dropdown(choices, value=choices[len(choices) // 2][1] if choices else None,
+                                    label="Normalization layer (in the order the network runs them)")
+                layer_note = gr.Markdown(label="the layer")
+                if examples:
+                    gr.Examples([[str(path)] for path in examples], inputs=[image], cache_examples=False,
+                                label="Or click a CIFAR-10 test image", examples_per_page=10)
+        panels: dict[str, Any] = {}
+        # One row per kind of picture, the three models side by side in each, so that they line up.
+        rows = {
+            "summary": None,
+            "maps": "**Each channel's feature map, before the layer (left) and after it (right)**, on one colour "
+                    "scale per model: blue negative, white 0, red positive (its axis is under the histogram).",
+            "histogram": "**The distribution of the values** before (outline) and after (filled) the layer.",
+            "sets": "**Which values share one mean and variance**: the (N, C, H·W) block drawn as in the Group "
+                    "Normalization paper, with this layer's sizes.",
+            "statistics": "**The statistics used on this image**, channel by channel: the mean the layer subtracts "
+                          "(line) and the standard deviation it divides by (band).",
+        }
+        for part, heading in rows.items():
+            if heading:
+                gr.Markdown(heading)
+            with gr.Row(equal_height=True):
+                for norm, names in PANELS.items():
+                    label = f"{NORMS[norm].title}: {part}"
+                    if part == "summary":
+                        panels[names[part]] = gr.Markdown(label=label, min_height=120)
+                    elif part == "maps":
+                        with gr.Column(min_width=300):
+                            gr.HTML(_maps_caption(norm))
+                            panels[names[part]] = gr.Image(
+                                label=f"{NORMS[norm].title}: feature maps before | after", show_label=False,
+                                interactive=False, format="png", buttons=[], elem_classes=["pixelated", "inside-maps"])
+                    else:
+                        panels[names[part]] = gr.HTML(label=label, min_height=60, min_width=300)
+        with gr.Accordion("Every number shown, as JSON", open=False):
+            numbers = gr.JSON(label="every number", show_label=False)
+    components = {"layer_note": layer_note, **panels, "numbers": numbers}
+    shown = {name: components[name] for name in INSIDE_OUTPUTS}
+    show = named(inside.show, shown)
+    image.change(named(inside.clear, shown), None, list(shown.values()), queue=False, show_progress="hidden",
+                 api_visibility="private").then(
+        show, [image, layer], list(shown.values()), api_name="inside", preprocess=False,
+        api_description="One image through one normalization layer (0 to the last) of each model.")
+    layer.change(show, [image, layer], list(shown.values()), api_visibility="private", preprocess=False,
+                 show_progress="hidden", trigger_mode="always_last")
+    if choices:
+        demo.load(show, [image, layer], list(shown.values()), api_visibility="private", preprocess=False)
+    # A new upload in the Classify tab comes here as the 32 x 32 pixels the models saw.
+    pixels_state.change(lambda pixels: png_file(np.asarray(pixels, dtype=np.uint8)) if pixels is not None
+                        else gr.skip(), pixels_state, image, api_visibility="private", queue=False)
+
+
 def build_demo(checkpoint_dir: Path | str | None = None, file_retention: float = 3600.0) -> gr.Blocks:
     """Load the models and the mistakes file from ``checkpoint_dir`` and lay out the app.
 
@@ -379,4 +459,5 @@ def build_demo(checkpoint_dir: Path | str | None = None, file_retention: float =
         mistakes_tab(app, demo)
         training_tab(app)
         lab_tab(app, demo, pixels_state)
+        inside_tab(app, demo, pixels_state)
     return demo
