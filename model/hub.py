@@ -110,8 +110,7 @@ def read_config(model_id: str, **download: Any) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise HubModelError(f"the {CONFIG_FILE} of {model_id} is not readable JSON ({_one_line(error)}); "
                             "publish the model again") from error
-    if not isinstance(config, dict) or not isinstance(config.get("arch"), str) or not isinstance(config.get("norm"),
-                                                                                                   str):
+    if not isinstance(config, dict) or not all(isinstance(config.get(key), str) for key in ("arch", "norm")):
         raise HubModelError(f"the {CONFIG_FILE} of {model_id} does not name an architecture and a norm "
                             "(\"arch\", \"norm\"): it was not written by this project's save_pretrained")
     if config["arch"] not in ARCHITECTURES:
