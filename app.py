@@ -18,6 +18,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python app.py", description="Serve the CIFAR-10 Normalization Lab.")
     parser.add_argument("--checkpoint-dir", type=Path, default=Path(os.environ.get("CHECKPOINT_DIR", "checkpoints")),
                         help="folder written by `python -m training` (default: $CHECKPOINT_DIR, else checkpoints)")
+    parser.add_argument("--models", default=os.environ.get("HUB_MODELS") or None, metavar="OWNER/PREFIX or FOLDER",
+                        help="take the three models from the Hub repositories OWNER/PREFIX-bn, -gn and -ln, or from "
+                        "a local folder with bn/, gn/ and ln/ in their layout (`python -m training.publish "
+                        "--output-dir` writes one); the other tabs still read the checkpoint folder "
+                        "(default: $HUB_MODELS, else the checkpoint folder's own models, no network)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
                         help="address to bind; 0.0.0.0 serves the whole network "
                         f"(default: $GRADIO_SERVER_NAME, else {DEFAULT_HOST})")
@@ -34,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_NUM_THREADS", 1)),
                         help="PyTorch threads per request (default: $TORCH_NUM_THREADS, else 1)")
     args = parser.parse_args(argv)
+    if args.models is not None:
+        from model.hub import is_repo_id
+
+        if not Path(args.models).is_dir() and not is_repo_id(args.models):
+            parser.error(f"--models {args.models}: neither a folder nor a Hub repository prefix (OWNER/PREFIX)")
     if not args.file_retention > 0:
         parser.error(f"--file-retention must be a positive number of seconds (got {args.file_retention})")
     return args
@@ -52,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The models are tiny: one thread per request, and several requests side by side, use the cores best.
     torch.set_num_threads(max(1, args.threads))
-    demo = build_demo(args.checkpoint_dir, file_retention=args.file_retention)
+    demo = build_demo(args.checkpoint_dir, file_retention=args.file_retention, models=args.models)
     FolderSweeper(temporary_folder(), args.file_retention).start()
     demo.queue(default_concurrency_limit=max(1, args.concurrency), max_size=256)
     demo.launch(

@@ -5,10 +5,11 @@ export's curves, the app's Training tab) side by side. ``results.json`` holds::
 
     {"models": {norm: metadata of the shipped seed-0 checkpoint},
      "over_seeds": {norm: {"seeds": [...], "runs": [{"seed", "test_accuracy", "train_accuracy"}, ...],
-                           "test_accuracy": {"mean", "std", "n"}, "train_accuracy": {...}}},
+                           "test_accuracy": {"mean", "std", "n", "low", "high"}, "train_accuracy": {...}}},
      "differences": {"bn-gn": {"estimate", "low", "high", "degrees_of_freedom", "verdict"}, ...}}
 
-Accuracies are fractions; differences are in the same units (mean of the first minus the second).
+Accuracies are fractions; ``low``/``high`` are the 95% interval of the mean over seeds (None for
+one seed); differences are in the same units (mean of the first minus the second).
 """
 
 import json

@@ -3,6 +3,7 @@
 ``norms``: one record per normalization (name, title, short name, colour, layer factory).
 ``network``: the CNNs. ``architectures``: one record per network with its recipe defaults,
 and ``build_model``. ``inputs``: the classes and the one path from uint8 pixels to input.
+``hub`` (imported on its own): any network of the registry as a Hugging Face Hub model repository.
 """
 
 from model.architectures import (

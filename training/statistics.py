@@ -30,6 +30,15 @@ def summarize(values: list[float]) -> Summary:
     return Summary(mean, std, n)
 
 
+def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Student's t interval for the mean of ``values``; None for fewer than two values."""
+    summary = summarize(values)
+    if summary.n < 2:
+        return None
+    half = float(stats.t.ppf(0.5 + confidence / 2, summary.n - 1)) * summary.std / math.sqrt(summary.n)
+    return summary.mean - half, summary.mean + half
+
+
 @dataclass(frozen=True)
 class Difference:
     estimate: float  # mean of a minus mean of b

@@ -15,7 +15,7 @@ from artifacts.folder import DEFAULT_CHECKPOINT_DIR, CheckpointFolder
 from artifacts.results import write_results
 from artifacts.weights import CheckpointError, read_metadata
 from model import NORMS
-from training.statistics import summarize, verdict, welch_interval
+from training.statistics import mean_interval, summarize, verdict, welch_interval
 
 
 def collect(folder: CheckpointFolder) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
@@ -42,6 +42,13 @@ def collect(folder: CheckpointFolder) -> tuple[dict[str, dict[str, Any]], dict[s
     return models, {norm: found for norm, found in runs.items() if found}
 
 
+def over(values: list[float]) -> dict[str, Any]:
+    """Mean, std and n of ``values``, with the 95% interval of the mean (None for one seed)."""
+    interval = mean_interval(values)
+    return {**vars(summarize(values)), "low": interval[0] if interval else None,
+            "high": interval[1] if interval else None}
+
+
 def over_seeds(runs: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Mean and spread per norm, and Welch intervals for every pair of norms (test accuracy)."""
     summary = {}
@@ -50,7 +57,7 @@ def over_seeds(runs: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Any], d
             "seeds": [m["seed"] for m in found],
             "runs": [{"seed": m["seed"], "test_accuracy": m["test_accuracy"], "train_accuracy": m["train_accuracy"]}
                      for m in found],
-            **{key: vars(summarize([m[key] for m in found])) for key in ("test_accuracy", "train_accuracy")},
+            **{key: over([m[key] for m in found]) for key in ("test_accuracy", "train_accuracy")},
         }
     differences = {}
     for first, second in combinations([norm for norm in NORMS if norm in runs], 2):

@@ -13,10 +13,11 @@ plots, and the histories and figures the app does not show stay out.
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 from typing import NoReturn
+
+from model.hub import HubUploadError, hub_api, is_repo_id, megabytes, upload
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = "checkpoints"  # the Space runs app.py with its default checkpoint folder
@@ -51,9 +52,6 @@ def space_patterns() -> list[str]:
     """
     needed, optional = checkpoint_files()
     return [*CODE, *needed, *optional]
-
-
-SPACE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def fail(message: str) -> NoReturn:
@@ -91,31 +89,20 @@ def total_bytes(root: Path, files: list[str]) -> int:
     return sum((root / name).stat().st_size for name in files)
 
 
-def megabytes(size: int) -> str:
-    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
-
-
 def check_space_id(space: str) -> None:
-    if not SPACE_ID.match(space) or ".." in space or space.endswith((".git", ".")) or len(space) > 96:
+    if not is_repo_id(space):
         fail(f"{space!r} is not a Space id: give it as OWNER/SPACE, e.g. alice/cifar10-normalization-lab")
 
 
-def upload(space: str, root: Path, files: list[str], size: int) -> None:
-    from huggingface_hub import HfApi, get_token
-
-    token = get_token()
-    if not token:
-        fail("no Hugging Face token: run `hf auth login` or set HF_TOKEN")
-    api = HfApi(token=token)
-    print(f"uploading {len(files)} files ({megabytes(size)}) to https://huggingface.co/spaces/{space}")
+def deploy(space: str, root: Path, files: list[str], size: int) -> None:
     try:
-        api.create_repo(space, repo_type="space", space_sdk="gradio", exist_ok=True)
-        commit = api.upload_folder(repo_id=space, repo_type="space", folder_path=root, allow_patterns=space_patterns(),
-                                   commit_message="Deploy the CIFAR-10 Normalization Lab")
-    except Exception as error:  # noqa: BLE001 - network, permission or Hub errors: one line, not a traceback
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        fail(f"the upload to {space} failed: {first_line}")
-    print(f"done: {commit.commit_url}")
+        api = hub_api()
+        print(f"uploading {len(files)} files ({megabytes(size)}) to https://huggingface.co/spaces/{space}")
+        url = upload(api, space, root, "space", "Deploy the CIFAR-10 Normalization Lab",
+                     allow_patterns=space_patterns(), space_sdk="gradio")
+    except HubUploadError as error:
+        fail(str(error))
+    print(f"done: {url}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{megabytes((ROOT / name).stat().st_size):>9}  {name}")
         print(f"{len(files)} files, {megabytes(size)} in all, would go to https://huggingface.co/spaces/{args.space}")
         return 0
-    upload(args.space, ROOT, files, size)
+    deploy(args.space, ROOT, files, size)
     return 0
 
 

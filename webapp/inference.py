@@ -1,6 +1,10 @@
 """Load the three models once and classify 32x32 pixels with each of them.
 
-The loaded models are shared by every request. They are in eval mode with frozen
+The models come from the checkpoint folder (``{bn,gn,ln}.safetensors``), or, with ``models``,
+from Hub model repositories ``OWNER/PREFIX-{bn,gn,ln}`` or a local folder in that layout
+(``FOLDER/{bn,gn,ln}/``, as ``python -m training.publish --output-dir`` writes it; see
+``model.hub``). Either way a missing or broken model is recorded with what to do, and the
+others serve. The loaded models are shared by every request. They are in eval mode with frozen
 parameters and are only called under ``torch.inference_mode``, so nothing in them
 changes after loading and concurrent requests cannot disturb one another.
 """
@@ -15,12 +19,16 @@ import torch
 from torch import nn
 
 from artifacts.folder import CheckpointFolder, default_checkpoint_dir
-from artifacts.weights import CheckpointError, load_checkpoint
+from artifacts.weights import METADATA_KEYS, CheckpointError, load_checkpoint
 from model import CLASSES, NORMS, norm_title, pixels_to_input
+from model.hub import HubModelError, NormLabNet, model_location
 
 
 def regenerate_command(norm: str) -> str:
     return f"python -m training --norm {norm}"
+
+
+PUBLISH_ADVICE = "Publish the models again with `python -m training.publish OWNER/PREFIX`."
 
 
 @dataclass
@@ -70,6 +78,20 @@ class ModelBank:
 
 def load_model(path: Path, device: str = "cpu") -> LoadedModel:
     network, metadata = load_checkpoint(path, device=device)
+    return _ready(network, metadata)
+
+
+def load_hub_model(location: str) -> LoadedModel:
+    """A model repository (OWNER/NAME) or a local folder in its layout; ``HubModelError`` says what is wrong."""
+    model = NormLabNet.from_pretrained(location)
+    missing = [key for key in METADATA_KEYS if key not in model.metadata]
+    if missing:
+        raise HubModelError(f"the config.json of {location} lacks the metadata {', '.join(missing)} the app "
+                            f"shows. {PUBLISH_ADVICE}")
+    return _ready(model.network, {**model.metadata, "norm": model.norm, "arch": model.arch})
+
+
+def _ready(network: nn.Module, metadata: dict[str, Any]) -> LoadedModel:
     for parameter in network.parameters():
         # Grad-CAM asks autograd for the gradient of one activation only; frozen weights
         # mean no request ever writes a .grad into the shared model.
@@ -81,42 +103,68 @@ def load_model(path: Path, device: str = "cpu") -> LoadedModel:
     return LoadedModel(metadata["norm"], network, metadata)
 
 
-def load_bank(checkpoint_dir: Path | str | None = None) -> ModelBank:
-    """Load ``{bn,gn,ln}.safetensors`` from ``checkpoint_dir``; a missing or broken one is recorded, not raised."""
+def load_bank(checkpoint_dir: Path | str | None = None, models: str | None = None) -> ModelBank:
+    """Load ``{bn,gn,ln}.safetensors`` from ``checkpoint_dir``, or the models of ``models`` (OWNER/PREFIX or a
+    local folder, see ``model.hub.model_location``); a missing or broken one is recorded, not raised.
+
+    The bank's folder is ``checkpoint_dir`` either way: the other tabs read it.
+    """
     folder = CheckpointFolder(checkpoint_dir if checkpoint_dir is not None else default_checkpoint_dir())
     bank = ModelBank(folder)
     for norm in NORMS:
-        path = folder.weights(norm)
-        try:
-            loaded = load_model(path)
-        except CheckpointError as error:
-            reason = str(error).removesuffix("; regenerate it").rstrip(".")
-            bank.problems[norm] = f"{reason}. Regenerate it with `{regenerate_command(norm)}`."
-            continue
-        except Exception as error:  # noqa: BLE001 - whatever is wrong with one file, the other models still serve
-            bank.problems[norm] = (
-                f"{path} could not be loaded ({type(error).__name__}: {error}). "
-                f"Regenerate it with `{regenerate_command(norm)}`."
-            )
-            continue
-        if loaded.norm != norm:
-            bank.problems[norm] = (
-                f"{path} holds a {norm_title(loaded.norm)} model, not {NORMS[norm].title}. "
-                f"Regenerate it with `{regenerate_command(norm)}`."
-            )
-            continue
-        bank.models[norm] = loaded
+        if models is None:
+            _load_checkpoint(bank, norm)
+        else:
+            _load_from_hub(bank, norm, model_location(models, norm))
     if bank.models:
         first = next(iter(bank.models.values()))
         bank.classes = tuple(first.metadata["classes"])
         for norm, loaded in list(bank.models.items()):
             if tuple(loaded.metadata["classes"]) != bank.classes:
                 del bank.models[norm]
-                bank.problems[norm] = (
-                    f"{folder.weights(norm)} was trained on different classes than the other models. "
-                    f"Regenerate it with `{regenerate_command(norm)}`."
-                )
+                source = folder.weights(norm) if models is None else model_location(models, norm)
+                bank.problems[norm] = f"{source} was trained on different classes than the other models. " + (
+                    f"Regenerate it with `{regenerate_command(norm)}`." if models is None else PUBLISH_ADVICE)
     return bank
+
+
+def _load_checkpoint(bank: ModelBank, norm: str) -> None:
+    path = bank.folder.weights(norm)
+    try:
+        loaded = load_model(path)
+    except CheckpointError as error:
+        reason = str(error).removesuffix("; regenerate it").rstrip(".")
+        bank.problems[norm] = f"{reason}. Regenerate it with `{regenerate_command(norm)}`."
+        return
+    except Exception as error:  # noqa: BLE001 - whatever is wrong with one file, the other models still serve
+        bank.problems[norm] = (
+            f"{path} could not be loaded ({type(error).__name__}: {error}). "
+            f"Regenerate it with `{regenerate_command(norm)}`."
+        )
+        return
+    if loaded.norm != norm:
+        bank.problems[norm] = (
+            f"{path} holds a {norm_title(loaded.norm)} model, not {NORMS[norm].title}. "
+            f"Regenerate it with `{regenerate_command(norm)}`."
+        )
+        return
+    bank.models[norm] = loaded
+
+
+def _load_from_hub(bank: ModelBank, norm: str, location: str) -> None:
+    try:
+        loaded = load_hub_model(location)
+    except HubModelError as error:  # its message says what to do
+        bank.problems[norm] = f"{error}."
+        return
+    except Exception as error:  # noqa: BLE001 - whatever is wrong with one model, the other models still serve
+        bank.problems[norm] = f"{location} could not be loaded ({type(error).__name__}: {error}). {PUBLISH_ADVICE}"
+        return
+    if loaded.norm != norm:
+        bank.problems[norm] = f"{location} holds a {norm_title(loaded.norm)} model, not {NORMS[norm].title}. " \
+                              + PUBLISH_ADVICE
+        return
+    bank.models[norm] = loaded
 
 
 @dataclass

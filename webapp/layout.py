@@ -120,8 +120,8 @@ class App:
     inside: InsideView
 
 
-def load_app(checkpoint_dir: Path | str | None) -> App:
-    bank = load_bank(checkpoint_dir)
+def load_app(checkpoint_dir: Path | str | None, models: str | None = None) -> App:
+    bank = load_bank(checkpoint_dir, models)
     try:
         mistakes: MistakeSet | None = load_mistakes(bank.folder.mistakes)
         mistakes_problem = None
@@ -445,12 +445,15 @@ def inside_tab(app: App, demo: gr.Blocks, pixels_state: gr.State) -> None:
                         else gr.skip(), pixels_state, image, api_visibility="private", queue=False)
 
 
-def build_demo(checkpoint_dir: Path | str | None = None, file_retention: float = 3600.0) -> gr.Blocks:
+def build_demo(checkpoint_dir: Path | str | None = None, file_retention: float = 3600.0,
+               models: str | None = None) -> gr.Blocks:
     """Load the models and the mistakes file from ``checkpoint_dir`` and lay out the app.
+
+    ``models``: take the models from Hub repositories or a local folder instead (``webapp.inference.load_bank``).
 
     Uploads and generated images are deleted ``file_retention`` seconds after their last use.
     """
-    app = load_app(checkpoint_dir)
+    app = load_app(checkpoint_dir, models)
     with gr.Blocks(title=TITLE, delete_cache=(sweep_interval(file_retention), file_retention)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         banner = _banner(app.bank, app.mistakes_problem)
