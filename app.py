@@ -29,8 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="requests of one kind computed at the same time "
                         f"(default: $APP_CONCURRENCY, else {DEFAULT_CONCURRENCY})")
     parser.add_argument("--file-retention", type=float, default=os.environ.get("FILE_RETENTION_SECONDS", "3600"),
-                        help="seconds an uploaded photo or a generated image is kept after its last use "
-                        "(default: $FILE_RETENTION_SECONDS, else 3600: an hour)")
+                        help="seconds an uploaded photo, a generated image or an idle visitor's session is kept "
+                        "after its last use (default: $FILE_RETENTION_SECONDS, else 3600: an hour)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_NUM_THREADS", 1)),
                         help="PyTorch threads per request (default: $TORCH_NUM_THREADS, else 1)")
     args = parser.parse_args(argv)
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from webapp.layout import CSS, build_demo, served_files
     from webapp.output_files import FolderSweeper, temporary_folder
+    from webapp.sessions import release_idle_sessions
 
     # The models are tiny: one thread per request, and several requests side by side, use the cores best.
     torch.set_num_threads(max(1, args.threads))
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         theme=gr.themes.Soft(primary_hue="blue"),
         css=CSS,
         footer_links=["api", "gradio"],
+        app_kwargs={"lifespan": release_idle_sessions(args.file_retention)},
     )
     return 0
 
