@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     import gradio as gr
     import torch
 
-    from webapp.layout import CSS, build_demo, served_files
+    from webapp.layout import CSS, build_demo
     from webapp.output_files import FolderSweeper, temporary_folder
     from webapp.sessions import release_idle_sessions
 
@@ -61,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         server_port=args.port,
         share=False,
         max_file_size=args.max_file_size,
-        allowed_paths=served_files(args.checkpoint_dir),
         theme=gr.themes.Soft(primary_hue="blue"),
         css=CSS,
         footer_links=["api", "gradio"],

@@ -113,7 +113,3 @@ class CheckpointFolder:
     def reference(self) -> "CheckpointFolder":
         """The reference network's checkpoints, kept beside ours."""
         return CheckpointFolder(self.root / "reference")
-
-    def shown_files(self) -> list[Path]:
-        """What the app shows straight from the folder (examples and figures), never the weights."""
-        return [self.examples, *sorted(self.root.glob("*.png")), *sorted(self.lab.root.glob("*.png"))]

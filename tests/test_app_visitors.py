@@ -140,3 +140,56 @@ def test_sessions_left_or_closed_are_released_and_an_active_one_is_kept(server: 
     # The server still serves the visitors who left, in fresh sessions.
     classify(left[0], examples / "dog.png")
     assert explained(left[0]) == looks_for("dog")
+
+
+# ---- in a browser: a visitor who idles for less than the retention -----------------------------
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the Gradio dropdown labelled ``label``."""
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_a_visitor_idle_for_less_than_the_retention_finds_everything_as_it_was(server: Server,
+                                                                                checkpoint_dir: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_app_server import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's `chromium` package or set CHROMIUM_PATH")
+    first_block = "block 1 · 3×3 conv + pool · 24 ch at 16×16"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server.url)
+            # Classify: an example (served from Gradio's copy of it), and Grad-CAM of its first block.
+            examples = sorted(path.stem for path in (checkpoint_dir / "examples").glob("*.png"))
+            page.locator("button.gallery-item").nth(examples.index("ship")).click()
+            expect(page.get_by_text("Where LayerNorm looks for “ship”")).to_be_visible(timeout=60_000)
+            choose(page, "Layer", first_block)
+            # Mistakes: LayerNorm's mistakes that BatchNorm gets right (choices that only this session has).
+            page.get_by_role("tab", name="Mistakes").click()
+            page.get_by_role("radio", name="LayerNorm").click()
+            choose(page, "Other models", "BN right, LN wrong")
+            summary = page.get_by_text("test images: BN right, LN wrong")
+            expect(summary).to_be_visible(timeout=30_000)
+            idle_from = time.monotonic()
+
+            time.sleep(RETENTION / 2)
+            assert time.monotonic() - idle_from < RETENTION - release_interval(RETENTION)
+
+            # Back on Mistakes: one more filter on top of the others, then a tile.
+            choose(page, "True class", "cat")
+            expect(page.get_by_text("test images: BN right, LN wrong, true class cat")).to_be_visible(timeout=30_000)
+            page.locator(".mistake-gallery .thumbnail-item").first.click()
+            expect(page.get_by_text("Test image #")).to_be_visible(timeout=30_000)
+            # Back on Classify: the same image and layer, explained for another class.
+            page.get_by_role("tab", name="Classify").click()
+            expect(page.get_by_label("Layer", exact=True)).to_have_value(first_block)
+            choose(page, "Explain the class", "cat")
+            expect(page.get_by_text("Where LayerNorm looks for “cat”")).to_be_visible(timeout=30_000)
+        finally:
+            browser.close()
