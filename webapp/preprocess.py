@@ -38,6 +38,10 @@ FIT_DESCRIPTIONS: dict[str, str] = {
     "pad": "the whole image scaled to fit 32×32, bordered with the average CIFAR-10 colour",
     "stretch": "the whole image squeezed to 32×32, changing its proportions",
 }
+# How many views of a picture the models average their probabilities over.
+VIEW_MODES: dict[str, str] = {
+    "single": "the one 32×32 input",
+}
 # The mean colour of CIFAR-10's training images: padding with it adds no signal after normalization.
 PAD_COLOUR = (125, 123, 114)
 
@@ -177,6 +181,13 @@ def prepare(source: str | Path | bytes | BinaryIO, fit: str = "crop") -> tuple[n
     """Load an uploaded file and fit it to the models: (32x32x3 uint8 pixels, what was uploaded)."""
     upload = load_image(source)
     return fit_to_model(upload.picture, fit), upload
+
+
+def model_views(picture: Image.Image, pixels: np.ndarray, fit: str = "crop", views: str = "single") -> np.ndarray:
+    """The (V, 32, 32, 3) uint8 views of ``VIEW_MODES[views]``; the first is ``pixels``, what ``prepare`` gave."""
+    if views not in VIEW_MODES:
+        raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEW_MODES)}")
+    return np.asarray(pixels, dtype=np.uint8)[None]
 
 
 def enlarge(pixels: np.ndarray, factor: int = 8) -> np.ndarray:
