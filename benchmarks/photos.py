@@ -28,7 +28,7 @@ from artifacts.folder import default_checkpoint_dir  # noqa: E402
 from artifacts.photos import write_photo_results  # noqa: E402
 from model import norm_short  # noqa: E402
 from webapp.inference import ModelBank, load_bank  # noqa: E402
-from webapp.preprocess import FIT_MODES, VIEW_MODES, ImageInputError, model_views, prepare  # noqa: E402
+from webapp.preprocess import FIT_MODES, VIEW_LABELS, VIEW_MODES, ImageInputError, model_views, prepare  # noqa: E402
 
 PROGRAM = "python benchmarks/photos.py"
 
@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for view in args.views:
         total = max(tally["total"] for tally in counts[view].values())
-        print(f"\n{total} photos, fit {args.fit}, views {view} ({VIEW_MODES[view]}): correct / total per class")
+        print(f"\n{total} photos, fit {args.fit}, views {view} ({VIEW_LABELS[view].lower()}): "
+              "correct / total per class")
         print(table(counts[view], classes))
     if args.output is not None:
         write_photo_results(args.output, results_file(args, counts, classes))
