@@ -19,8 +19,9 @@ NOTE = ("Every training run behind a choice of setting. Settings are chosen on v
 # Per model: the settings and the numbers a trial is compared on.
 MODEL_KEYS = (
     "arch", "norm", "recipe", "seed", "epochs", "batch_size", "lr", "crop_padding", "weight_decay",
-    "label_smoothing", "gn_groups", "train_images", "validation_split", "validation_accuracy", "test_accuracy",
-    "train_accuracy", "train_seconds",
+    "label_smoothing", "gn_groups", "schedule", "warmup_fraction", "flips", "crop_scale", "crop_ratio",
+    "color_jitter", "ema_decay", "dirac_init", "train_images", "validation_split", "validation_accuracy",
+    "test_accuracy", "train_accuracy", "train_seconds",
 )
 # Options whose value is a folder on the machine that ran it: recorded as placeholders.
 FOLDER_OPTIONS = ("--data-dir", "--output-dir", "--state-dir")

@@ -3,6 +3,7 @@
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from torch import nn
 
@@ -28,6 +29,17 @@ class Architecture:
     crop_padding: int  # reflect padding before the random 32x32 crop
     published: dict[str, PublishedRun] = field(default_factory=dict)  # per norm, where its authors published one
     published_recipe: str | None = None  # the recipe (training.config.RECIPES) those runs used
+    candidate: bool = False  # a candidate of the search (python -m training.search), not yet a shipped network
+
+
+def residual_network(plan: tuple[str, ...], activation: str = "relu") -> Callable[[str, int], nn.Module]:
+    """A ``ResidualNet`` with this plan of layers and activation, as a record's network."""
+    return partial(ResidualNet, plan=plan, activation=activation)
+
+
+# The search's candidates share the residual network's rates, crops and groups as their starting
+# point (the search scales the rates); every width is a multiple of 8, so 2, 4 and 8 groups all fit.
+RESIDUAL_LR = {"bn": 0.3, "gn": 0.2, "ln": 0.1}
 
 
 # The residual network's learning rates, crop padding and group count were first chosen on test
@@ -38,8 +50,7 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (
-        Architecture("residual", "the project's own", ResidualNet, gn_groups=4,
-                     lr={"bn": 0.3, "gn": 0.2, "ln": 0.1}, crop_padding=2),
+        Architecture("residual", "the project's own", ResidualNet, gn_groups=4, lr=RESIDUAL_LR, crop_padding=2),
         # 2 groups: the largest count dividing every width (10, 20, 30, 40); 5-20 channels per group.
         # Its rates and crops were those of the padded version trained before; not re-tuned.
         # Its published results: 20 epochs, seed 1, one run per norm (the Session 8 notebooks' last epoch).
@@ -48,6 +59,25 @@ ARCHITECTURES: dict[str, Architecture] = {
                      published={"bn": PublishedRun(0.7453, 0.7471), "gn": PublishedRun(0.7295, 0.7293),
                                 "ln": PublishedRun(0.7299, 0.7342)},
                      published_recipe="published"),
+        # Candidates for the search: where the ~50,000 parameters sit, and the activation.
+        Architecture("residual-silu", "the project's own with SiLU for ReLU",
+                     residual_network(ResidualNet.plan, "silu"), gn_groups=4, lr=RESIDUAL_LR, crop_padding=2,
+                     candidate=True),
+        Architecture("residual-gelu", "the project's own with GELU for ReLU",
+                     residual_network(ResidualNet.plan, "gelu"), gn_groups=4, lr=RESIDUAL_LR, crop_padding=2,
+                     candidate=True),
+        # One conv fewer at 16x16 (the costly resolution on a CPU), a wider last conv.
+        Architecture("late", "c24p c32p r32 c64p: less at 16x16, more at 8x8",
+                     residual_network(("c24p", "c32p", "r32", "c64p")), gn_groups=4, lr=RESIDUAL_LR,
+                     crop_padding=2, candidate=True),
+        # Three pools: the last conv runs at 4x4.
+        Architecture("deep16", "c16p c32p r32 c32p c48: a narrow start, a conv at 4x4",
+                     residual_network(("c16p", "c32p", "r32", "c32p", "c48")), gn_groups=4, lr=RESIDUAL_LR,
+                     crop_padding=2, candidate=True),
+        # Depthwise-separable convs buy width: 80-128 channels in fewer parameters.
+        Architecture("separable", "c32p d96p s96 d192p: depthwise-separable convs, wider",
+                     residual_network(("c32p", "d96p", "s96", "d192p")), gn_groups=4, lr=RESIDUAL_LR,
+                     crop_padding=2, candidate=True),
     )
 }
 DEFAULT_ARCH = "residual"

@@ -1,5 +1,8 @@
 """The CNNs, one class per architecture, each taking the normalization by name and its group count."""
 
+from collections.abc import Callable
+
+import torch
 from torch import Tensor, nn
 
 from model.inputs import NUM_CLASSES
@@ -44,23 +47,46 @@ class ReferenceNet(nn.Module):
         return self.head(self.features(x))
 
 
+# The activations a network of the registry can use, by the name its record gives.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "gelu": nn.GELU,
+    "silu": lambda: nn.SiLU(inplace=True),
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def separable_conv(cin: int, cout: int) -> nn.Sequential:
+    """A depthwise-separable 3x3 conv: one 3x3 filter per input channel, then a 1x1 conv mixing them."""
+    return nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
+                         nn.Conv2d(cin, cout, 1, bias=False))
+
+
 class ConvNormAct(nn.Sequential):
-    def __init__(self, cin: int, cout: int, norm: str, groups: int, pool: bool = False) -> None:
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
+    def __init__(self, cin: int, cout: int, norm: str, groups: int, pool: bool = False,
+                 activation: str = "relu", separable: bool = False) -> None:
+        conv = separable_conv(cin, cout) if separable else nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        layers: list[nn.Module] = [conv]
         if pool:
             layers.append(nn.MaxPool2d(2))
-        layers += [make_norm(norm, cout, groups), nn.ReLU(inplace=True)]
+        layers += [make_norm(norm, cout, groups), make_activation(activation)]
         super().__init__(*layers)
 
 
 class Residual(nn.Module):
-    """x + f(x) with f two conv-norm-ReLU layers at constant width."""
+    """x + f(x) with f two conv-norm-activation layers at constant width."""
 
-    def __init__(self, channels: int, norm: str, groups: int) -> None:
+    def __init__(self, channels: int, norm: str, groups: int, activation: str = "relu",
+                 separable: bool = False) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            ConvNormAct(channels, channels, norm, groups),
-            ConvNormAct(channels, channels, norm, groups),
+            ConvNormAct(channels, channels, norm, groups, activation=activation, separable=separable),
+            ConvNormAct(channels, channels, norm, groups, activation=activation, separable=separable),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -70,10 +96,12 @@ class Residual(nn.Module):
 class ResidualNet(nn.Module):
     """The project's own network: a narrow relative of Myrtle's ResNet-9.
 
-    ``plan`` lists the layers in order: ``"c32"`` is a 3x3 conv-norm-ReLU to 32
+    ``plan`` lists the layers in order: ``"c32"`` is a 3x3 conv-norm-activation to 32
     channels, ``"c32p"`` the same with a 2x2 max pool between conv and norm (so the
     norm runs on a quarter of the pixels), and ``"r32"`` a residual block of two
-    such convs at constant width. A global max pool and a linear layer give the logits.
+    such convs at constant width; ``"d32"`` and ``"s32"`` are ``"c32"`` and ``"r32"``
+    with depthwise-separable convs (``separable_conv``). ``activation`` names one of
+    ``ACTIVATIONS``. A global max pool and a linear layer give the logits.
     Downsampling by pooling needs no projection shortcut, so every parameter sits in
     a 3x3 conv. Only the first, 3-channel conv runs on the full 32x32 image and its
     output is pooled before the norm: full-resolution layers are what a CPU spends most
@@ -82,17 +110,21 @@ class ResidualNet(nn.Module):
 
     plan = ("c24p", "c32", "c32p", "r32", "c48p")
 
-    def __init__(self, norm: str, groups: int, plan: tuple[str, ...] | None = None) -> None:
+    def __init__(self, norm: str, groups: int, plan: tuple[str, ...] | None = None,
+                 activation: str = "relu") -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = 3
         for token in plan or self.plan:
             kind, pool = token[0], token.endswith("p")
             width = int(token[1:].rstrip("p"))
-            if kind == "c":
-                layers.append(ConvNormAct(channels, width, norm, groups, pool=pool))
-            elif kind == "r":
-                layers.append(Residual(width, norm, groups))
+            if kind in "cd":
+                layers.append(ConvNormAct(channels, width, norm, groups, pool=pool, activation=activation,
+                                          separable=kind == "d"))
+            elif kind in "rs" and not pool:
+                if width != channels:
+                    raise ValueError(f"residual block {token!r} must keep the width ({channels}) it receives")
+                layers.append(Residual(width, norm, groups, activation=activation, separable=kind == "s"))
             else:
                 raise ValueError(f"unknown layer {token!r} in plan")
             channels = width
@@ -103,3 +135,26 @@ class ResidualNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
+
+
+@torch.no_grad()
+def dirac_init(network: nn.Module) -> int:
+    """Identity (Dirac) initialization wherever a conv's shape allows; returns how many convs it set.
+
+    A conv with at least as many outputs as inputs starts by passing each input channel
+    through to the output channel of the same number (its other filters keep their random
+    start); a depthwise conv starts as the identity on every channel. The network then
+    begins close to the identity along its convs instead of a random map.
+    """
+    count = 0
+    for module in network.modules():
+        if not isinstance(module, nn.Conv2d):
+            continue
+        if module.groups == 1 and module.out_channels >= module.in_channels:
+            nn.init.dirac_(module.weight[: module.in_channels])
+        elif module.groups == module.in_channels == module.out_channels:
+            nn.init.dirac_(module.weight, groups=module.groups)
+        else:
+            continue
+        count += 1
+    return count

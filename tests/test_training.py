@@ -308,7 +308,7 @@ def test_the_published_recipe_is_the_published_notebooks_value_by_value() -> Non
     # optim.SGD(lr=0.01, momentum=0.9), batch 128, no augmentation, nll_loss on log_softmax (no smoothing).
     assert (published.batch_size, published.lr, published.momentum, published.weight_decay,
             published.label_smoothing, published.crop_padding) == (128, 0.01, 0.9, 0.0, 0.0, 0)
-    assert not published.flip and not published.nesterov
+    assert published.flips == "none" and not published.nesterov
     assert published.mean == (0.5, 0.5, 0.5) and published.std == (0.5, 0.5, 0.5)  # Normalize((0.5,)*3, (0.5,)*3)
     assert published.gn_groups == 2 and published.epochs == 20
     assert TrainConfig(recipe="published", lr=0.05, batch_size=64).lr == 0.05  # options still override it

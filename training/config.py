@@ -58,6 +58,12 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+FLIP_MODES = ("random", "alternate", "none")
+SCHEDULES = ("one-cycle", "cosine", "constant")
+# The settings added for the search, each off (today's training) unless set: checkpoints record those set.
+LEVERS = ("schedule", "warmup_fraction", "flips", "crop_scale", "crop_ratio", "color_jitter", "ema_decay", "dirac_init")
+
+
 class ConfigError(ValueError):
     """A setting is out of range; the message names the command-line option."""
 
@@ -85,7 +91,12 @@ class TrainConfig:
     weight_decay: float | None = field(default=None, metadata=option(
         "on conv and linear weights only, default 0.0005 (published recipe: 0)"))
     label_smoothing: float | None = field(default=None, metadata=option("default 0.1 (published recipe: 0)"))
-    warmup_fraction: float = 0.25
+    schedule: str | None = field(default=None, metadata=option(
+        "learning-rate schedule: 'one-cycle' (linear warm-up from a tenth of the peak, linear decay to a "
+        "thousandth), 'cosine' (the same warm-up, cosine decay to a thousandth) or 'constant' (default "
+        "one-cycle; published recipe: constant)", choices=list(SCHEDULES)))
+    warmup_fraction: float = field(default=0.25, metadata=option(
+        "the share of the steps the learning rate warms up over (default 0.25)"))
     crop_padding: int | None = field(default=None, metadata=option(
         "pixels of reflect padding before the random 32x32 crop (default, recipe ours: "
         + ", ".join(f"{a.crop_padding} for {a.name}" for a in ARCHITECTURES.values())
@@ -93,6 +104,25 @@ class TrainConfig:
     gn_groups: int | None = field(default=None, metadata=option(
         "GroupNorm's group count, which must divide every width (default: "
         + ", ".join(f"{a.gn_groups} for {a.name}" for a in ARCHITECTURES.values()) + "); the other norms ignore it"))
+    flips: str | None = field(default=None, metadata=option(
+        "horizontal flips: 'random' (each image, each epoch, with probability 1/2), 'alternate' (each image "
+        "flipped on every other epoch, half of them starting flipped) or 'none' (default random; published "
+        "recipe: none)", choices=list(FLIP_MODES)))
+    crop_scale: float = field(default=1.0, metadata=option(
+        "random resized crops: the smallest crop, as a share of a 32x32 image's area, drawn from the padded "
+        "image and resized to 32x32 (default 1: plain shifted crops, no resizing)"))
+    crop_ratio: float = field(default=1.0, metadata=option(
+        "random resized crops: the largest aspect ratio of a crop, drawn log-uniformly between 1/R and R "
+        "(default 1: square)"))
+    color_jitter: float = field(default=0.0, metadata=option(
+        "colour jitter: each image's brightness, contrast and saturation scaled by factors drawn from "
+        "[1-J, 1+J] (default 0: off)"))
+    ema_decay: float = field(default=0.0, metadata=option(
+        "an exponential moving average of the weights, updated after every step with this decay; it is "
+        "what is evaluated and exported, BatchNorm's running statistics averaged with it (default 0: off)"))
+    dirac_init: bool = field(default=False, metadata=option(
+        "identity (Dirac) initialization of every conv whose shape allows it (model.network.dirac_init)",
+        action="store_true"))
     seed: int = field(default=0, metadata=option("random seed, default 0"))
     train_subset: int | None = field(default=None, metadata=option(
         "train on the first N training images only (quick trials)"))
@@ -116,6 +146,8 @@ class TrainConfig:
             "label_smoothing": recipe.label_smoothing,
             "crop_padding": recipe.crop_padding if recipe.crop_padding is not None else architecture.crop_padding,
             "gn_groups": architecture.gn_groups,
+            "schedule": recipe.schedule,
+            "flips": "random" if recipe.flip else "none",
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -130,6 +162,14 @@ class TrainConfig:
              f"--label-smoothing must be at least 0 and below 1 (got {self.label_smoothing})"),
             (self.train_subset is None or self.train_subset >= self.batch_size,
              "--train-subset must be at least --batch-size"),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})"),
+            (0 <= self.warmup_fraction < 1, f"--warmup-fraction must be at least 0 and below 1 "
+                                            f"(got {self.warmup_fraction})"),
+            (self.flips in FLIP_MODES, f"--flips must be one of {', '.join(FLIP_MODES)} (got {self.flips!r})"),
+            (0.1 <= self.crop_scale <= 1, f"--crop-scale must be between 0.1 and 1 (got {self.crop_scale})"),
+            (1 <= self.crop_ratio <= 3, f"--crop-ratio must be between 1 and 3 (got {self.crop_ratio})"),
+            (0 <= self.color_jitter < 1, f"--color-jitter must be at least 0 and below 1 (got {self.color_jitter})"),
+            (0 <= self.ema_decay < 1, f"--ema-decay must be at least 0 and below 1 (got {self.ema_decay})"),
         ]
         for holds, message in checks:
             if not holds:
@@ -143,16 +183,20 @@ class TrainConfig:
             raise ConfigError(f"--gn-groups: {error}") from error
 
     @property
-    def flip(self) -> bool:
-        return RECIPES[self.recipe].flip
-
-    @property
     def nesterov(self) -> bool:
         return RECIPES[self.recipe].nesterov
 
-    @property
-    def schedule(self) -> str:
-        return RECIPES[self.recipe].schedule
+    def lever_defaults(self) -> dict[str, Any]:
+        """The levers (settings added for the search) as they are when not set: today's training, the recipe's."""
+        recipe = RECIPES[self.recipe]
+        defaults = {"schedule": recipe.schedule, "warmup_fraction": 0.25, "flips": "random" if recipe.flip else "none",
+                    "crop_scale": 1.0, "crop_ratio": 1.0, "color_jitter": 0.0, "ema_decay": 0.0, "dirac_init": False}
+        return {name: defaults[name] for name in LEVERS}
+
+    def levers(self) -> dict[str, Any]:
+        """The levers set away from their defaults, as checkpoints record them (absent: the default)."""
+        return {name: getattr(self, name) for name, default in self.lever_defaults().items()
+                if getattr(self, name) != default}
 
     @property
     def mean(self) -> tuple[float, float, float]:
@@ -167,8 +211,9 @@ class TrainConfig:
         """The settings, as resume states and sweep setups record them (the recipe only when not ours)."""
         values = asdict(self)
         # Left out at their defaults, so states and sweeps saved before these settings existed still match.
-        for name, default in (("recipe", "ours"), ("validation", False),
-                              ("gn_groups", ARCHITECTURES[self.arch].gn_groups)):
+        defaults = {"recipe": "ours", "validation": False, "gn_groups": ARCHITECTURES[self.arch].gn_groups,
+                    **{name: default for name, default in self.lever_defaults().items() if name != "warmup_fraction"}}
+        for name, default in defaults.items():
             if values[name] == default:
                 del values[name]
         return values
@@ -192,6 +237,20 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             options["type"] = _value_type(hints[spec.name])
         parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, default=spec.default,
                             help=spec.metadata["help"], **options)
+
+
+def option_words(settings: dict[str, Any]) -> list[str]:
+    """``--name value`` for each setting (a flag alone for a switch that is on, nothing when off), as typed."""
+    switches = {spec.name for spec in dataclasses.fields(TrainConfig)
+                if spec.metadata.get("argparse", {}).get("action") == "store_true"}
+    words: list[str] = []
+    for name, value in settings.items():
+        option = f"--{name.replace('_', '-')}"
+        if name in switches:
+            words += [option] if value else []
+        elif value is not None:
+            words += [option, str(value)]
+    return words
 
 
 def config_from_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser, **fixed: Any) -> TrainConfig:

@@ -7,6 +7,7 @@ pixels, all tensor ops, so there is no per-image PIL work and no worker process.
 
 import argparse
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,13 +108,15 @@ def reflect_pad(images: Tensor, padding: int) -> Tensor:
 
 
 def random_crop_flip(
-    padded: Tensor, size: int, generator: torch.Generator, index: Tensor | None = None, flip: bool = True
+    padded: Tensor, size: int, generator: torch.Generator, index: Tensor | None = None, flip: bool = True,
+    flipped: Tensor | None = None,
 ) -> Tensor:
     """Take a random ``size`` x ``size`` crop of each padded image and flip half of them.
 
     ``index`` picks the images (all of them when None). One gather of pixels for the
     whole batch: each image gets its own offset, drawn from ``generator`` (on the CPU,
     so runs are reproducible on any device). The crops come out channels_last.
+    ``flipped`` (one bool per picked image) says which to flip instead of drawing it.
     """
     images, channels, padded_size, _ = padded.shape
     device = padded.device
@@ -122,7 +125,9 @@ def random_crop_flip(
     dy, dx = torch.randint(0, padded_size - size + 1, (2, n, 1), generator=generator).to(device)
     rows = dy + torch.arange(size, device=device)
     cols = torch.arange(size, device=device).expand(n, size)
-    if flip:
+    if flipped is not None:
+        cols = torch.where(flipped.view(n, 1).to(device), size - 1 - cols, cols)
+    elif flip:
         flipped = (torch.rand(n, 1, generator=generator) < 0.5).to(device)
         cols = torch.where(flipped, size - 1 - cols, cols)
     cols = cols + dx
@@ -134,21 +139,122 @@ def random_crop_flip(
     return crops.permute(0, 3, 1, 2)
 
 
+def random_resized_crop(
+    padded: Tensor, size: int, generator: torch.Generator, index: Tensor, scale: float, ratio: float,
+    flip: bool = True, flipped: Tensor | None = None,
+) -> Tensor:
+    """A random crop of each picked padded image, of random area and aspect, resized to ``size`` x ``size``.
+
+    The crop's area is a share of ``size`` x ``size`` drawn uniformly from [``scale``, 1], its
+    aspect ratio log-uniformly from [1/``ratio``, ``ratio``], its place uniformly within the
+    padded image. Resizing is bilinear, as four gathers of whole pixels for the whole batch
+    blended in float: no per-image work. Flips as in ``random_crop_flip``. Returns float
+    pixels on the 0-255 scale, channels_last.
+    """
+    images, channels, padded_size, _ = padded.shape
+    device = padded.device
+    n = len(index)
+    area = size * size * (scale + (1 - scale) * torch.rand(n, generator=generator))
+    aspect = torch.exp(math.log(ratio) * (2 * torch.rand(n, generator=generator) - 1))
+    width = torch.sqrt(area * aspect).clamp(max=padded_size)
+    height = torch.sqrt(area / aspect).clamp(max=padded_size)
+    left = (padded_size - width) * torch.rand(n, generator=generator)
+    top = (padded_size - height) * torch.rand(n, generator=generator)
+    if flipped is None:
+        flipped = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    steps = (torch.arange(size) + 0.5) / size
+    # Source coordinates of each output pixel's centre, in pixels of the padded image.
+    xs = (left[:, None] + steps * width[:, None] - 0.5).clamp(0, padded_size - 1)
+    ys = (top[:, None] + steps * height[:, None] - 0.5).clamp(0, padded_size - 1)
+    xs = torch.where(flipped.view(n, 1).cpu(), xs.flip(1), xs)
+    x0, y0 = xs.floor().long(), ys.floor().long()
+    x1, y1 = (x0 + 1).clamp(max=padded_size - 1), (y0 + 1).clamp(max=padded_size - 1)
+    wx, wy = (xs - x0).to(device)[:, None, :, None], (ys - y0).to(device)[:, :, None, None]
+    pixels = padded.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(-1, channels)
+    base = index.to(device)[:, None, None] * padded_size
+
+    def gather(y: Tensor, x: Tensor) -> Tensor:
+        pixel = (base + y.to(device)[:, :, None]) * padded_size + x.to(device)[:, None, :]
+        return pixels.index_select(0, pixel.flatten()).view(n, size, size, channels).float()
+
+    top_row = gather(y0, x0) * (1 - wx) + gather(y0, x1) * wx
+    bottom_row = gather(y1, x0) * (1 - wx) + gather(y1, x1) * wx
+    return (top_row * (1 - wy) + bottom_row * wy).permute(0, 3, 1, 2)
+
+
+# ITU-R 601 luma weights: how bright each channel looks, for contrast and saturation.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def color_jitter(images: Tensor, strength: float, generator: torch.Generator) -> Tensor:
+    """Scale each image's brightness, contrast and saturation by factors drawn from [1-strength, 1+strength].
+
+    ``images``: (N, 3, H, W) pixels on the 0-255 scale, any dtype; the result is float, clamped to 0-255,
+    in the same memory format. Contrast blends with the image's mean grey, saturation with each
+    pixel's grey, as torchvision's ColorJitter does, but for the whole batch at once.
+    """
+    n = len(images)
+    factors = (1 + strength * (2 * torch.rand(3, n, 1, 1, 1, generator=generator) - 1)).to(images.device)
+    brightness, contrast, saturation = factors
+    luma = torch.tensor(LUMA, device=images.device).view(1, 3, 1, 1)
+    result = images.float() * brightness
+    grey = (result * luma).sum(1, keepdim=True)
+    result = (result - grey.mean((2, 3), keepdim=True)) * contrast + grey.mean((2, 3), keepdim=True)
+    grey = (result * luma).sum(1, keepdim=True)
+    return ((result - grey) * saturation + grey).clamp(0, 255)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How a training batch is augmented beyond the shifted crops (``TrainConfig``'s levers; all off by default)."""
+
+    flips: str = "random"  # "random", "alternate" or "none"
+    crop_scale: float = 1.0  # below 1, or crop_ratio above 1: random resized crops
+    crop_ratio: float = 1.0
+    color_jitter: float = 0.0
+
+    @property
+    def resized(self) -> bool:
+        return self.crop_scale < 1 or self.crop_ratio > 1
+
+
+def alternating_flips(count: int, seed: int) -> Tensor:
+    """Which images start flipped when flips alternate: half of them, drawn once per run from ``seed``."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed)) < count // 2
+
+
 def augmented_batches(
     padded: Tensor, labels: Tensor, batch_size: int, generator: torch.Generator, size: int = 32, flip: bool = True,
-    mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD,
+    mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD, augmentation: Augmentation | None = None,
+    epoch: int = 0, starts_flipped: Tensor | None = None,
 ):
     """One epoch of training batches: shuffled, randomly cropped (and flipped, unless ``flip`` is off), standardized
     with ``mean`` and ``std``.
 
     ``padded`` holds the reflect-padded uint8 images (see ``reflect_pad``); the batches
-    come out as float, channels_last tensors, ready for the network.
+    come out as float, channels_last tensors, ready for the network. ``augmentation``, when
+    given, overrides ``flip`` and adds the levers it sets: with alternating flips, image i is
+    flipped in epoch ``epoch`` (counted from 0) when ``starts_flipped[i]`` differs from the
+    epoch's parity, so each image is seen both ways in every two epochs.
     """
+    augmentation = augmentation or Augmentation(flips="random" if flip else "none")
+    if augmentation.flips == "alternate" and starts_flipped is None:
+        raise ValueError("alternating flips need starts_flipped (see alternating_flips)")
     indices = Split(torch.arange(len(labels), device=labels.device), labels)
     for index, batch_labels in batches(indices, batch_size, generator):
         if len(index) == 1:  # a last batch of one image gives BatchNorm no batch statistics
             break
-        yield standardize(random_crop_flip(padded, size, generator, index, flip), mean, std), batch_labels
+        flipped = (starts_flipped.to(index.device)[index] ^ bool(epoch % 2)
+                   if augmentation.flips == "alternate" else None)
+        random_flip = augmentation.flips == "random"
+        if augmentation.resized:
+            crops = random_resized_crop(padded, size, generator, index, augmentation.crop_scale,
+                                        augmentation.crop_ratio, random_flip, flipped)
+        else:
+            crops = random_crop_flip(padded, size, generator, index, random_flip, flipped)
+        if augmentation.color_jitter:
+            crops = color_jitter(crops, augmentation.color_jitter, generator)
+        yield standardize(crops, mean, std), batch_labels
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None):

@@ -61,8 +61,9 @@ def finished(config: TrainConfig, output_dir: Path) -> bool:
                 "crop_padding": config.crop_padding, "weight_decay": config.weight_decay,
                 "label_smoothing": config.label_smoothing, "recipe": config.recipe,
                 "gn_groups": config.gn_groups if config.norm == "gn" else None,
-                "validation": config.validation, "train_subset": config.train_subset}
+                "validation": config.validation, "train_subset": config.train_subset, "levers": config.levers()}
     found = {**{key: saved.get(key) for key in expected}, "recipe": saved.get("recipe", "ours"),
+             "levers": {name: saved[name] for name in config.lever_defaults() if name in saved},
              "validation": "validation_split" in saved,
              "train_subset": config.train_subset if saved.get("train_images") == config.train_subset else None}
     return found == expected
@@ -91,6 +92,7 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path, train_
     }
     if config.recipe != "ours":
         metadata["recipe"] = config.recipe
+    metadata.update(config.levers())  # only those set: a checkpoint without them was trained without
     if config.norm == "gn":
         metadata["gn_groups"] = config.gn_groups
     if validation is not None:

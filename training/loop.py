@@ -12,12 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from artifacts.atomic import atomic_write
 from model import build_model, network_fingerprint
+from model.network import dirac_init
 from training.config import TrainConfig
-from training.data import Split, augmented_batches, reflect_pad
+from training.data import Augmentation, Split, alternating_flips, augmented_batches, reflect_pad
 from training.evaluate import evaluate
 
 
@@ -83,11 +85,39 @@ def make_optimizer(model: nn.Module, config: TrainConfig, steps: int):
     # to peak/1000 at the last step. Piecewise-linear interpolation also works for runs of
     # only a few steps, where torch's OneCycleLR divides by zero.
     warmup_end = max(config.warmup_fraction * steps - 1, 0.0)
-    knots_x, knots_y = [0.0, warmup_end, max(steps - 1, warmup_end)], [0.1, 1.0, 0.001]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: float(np.interp(step, knots_x, knots_y))
-    )
-    return optimizer, scheduler
+    last = max(steps - 1, warmup_end)
+    knots_x, knots_y = [0.0, warmup_end, last], [0.1, 1.0, 0.001]
+    if config.schedule == "cosine":  # the same warm-up, then half a cosine down to peak/1000
+        def factor(step: int) -> float:
+            if step <= warmup_end:
+                return float(np.interp(step, knots_x[:2], knots_y[:2]))
+            progress = min((step - warmup_end) / max(last - warmup_end, 1e-9), 1.0)
+            return 0.001 + (1 - 0.001) * 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        def factor(step: int) -> float:
+            return float(np.interp(step, knots_x, knots_y))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def ema_update(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    """``AveragedModel``'s update for an exponential moving average of every parameter and buffer.
+
+    Floating-point tensors (weights, and BatchNorm's running mean and variance, which so follow
+    the averaged weights) move ``1 - decay`` of the way to the trained network's; counters
+    such as BatchNorm's ``num_batches_tracked`` are copied, not averaged.
+    """
+    @torch.no_grad()
+    def update(averaged: list[Tensor], current: list[Tensor], _: Tensor) -> None:
+        if averaged[0].is_floating_point():  # AveragedModel passes one dtype at a time
+            torch._foreach_lerp_(averaged, current, 1 - decay)
+        else:
+            torch._foreach_copy_(averaged, current)
+
+    return update
+
+
+def averaged_model(model: nn.Module, decay: float) -> AveragedModel:
+    return AveragedModel(model, multi_avg_fn=ema_update(decay), use_buffers=True)
 
 
 def state_path(state_dir: Path, config: TrainConfig) -> Path:
@@ -150,10 +180,16 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     data_rng: torch.Generator
     history: list[dict[str, float]]
+    ema: AveragedModel | None = None  # the moving average of the weights, when --ema-decay is set
 
     @property
     def epoch(self) -> int:
         return len(self.history)
+
+    @property
+    def network(self) -> nn.Module:
+        """What is evaluated and exported: the moving average when there is one, else the trained network."""
+        return self.ema.module if self.ema is not None else self.model
 
     def state(self, config: TrainConfig, device: torch.device) -> dict[str, Any]:
         return {
@@ -167,6 +203,7 @@ class Run:
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "data_rng": self.data_rng.get_state(),
             "history": self.history,
+            **({"ema": {k: v.cpu() for k, v in self.ema.state_dict().items()}} if self.ema is not None else {}),
         }
 
     def restore(self, state: dict[str, Any], path: Path, device: torch.device) -> None:
@@ -176,6 +213,8 @@ class Run:
             self.scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["torch_rng"])
             self.data_rng.set_state(state["data_rng"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
             history = list(state["history"])
         except (KeyError, ValueError, RuntimeError, TypeError) as error:
             raise ResumeMismatch(
@@ -190,17 +229,27 @@ class Run:
 def start_run(config: TrainConfig, steps_per_epoch: int) -> Run:
     torch.manual_seed(config.seed)
     model = build_model(config.arch, config.norm, config.gn_groups)
+    if config.dirac_init:
+        dirac_init(model)
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
-    return Run(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed), [])
+    ema = averaged_model(model, config.ema_decay) if config.ema_decay else None
+    return Run(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed), [], ema)
 
 
 def move_to(run: Run, device: torch.device) -> None:
     run.model.to(device, memory_format=torch.channels_last)
+    if run.ema is not None:
+        run.ema.to(device, memory_format=torch.channels_last)
     # Optimizer state is created (or restored) on the CPU; it follows the parameters.
     for param_state in run.optimizer.state.values():
         for key, value in param_state.items():
             if torch.is_tensor(value):
                 param_state[key] = value.to(device)
+
+
+def augmentation(config: TrainConfig) -> Augmentation:
+    return Augmentation(flips=config.flips, crop_scale=config.crop_scale, crop_ratio=config.crop_ratio,
+                        color_jitter=config.color_jitter)
 
 
 def train_epoch(run: Run, config: TrainConfig, padded: Tensor, labels: Tensor, path: Path,
@@ -218,9 +267,11 @@ def train_epoch(run: Run, config: TrainConfig, padded: Tensor, labels: Tensor, p
     epoch = run.epoch + 1
     bar = tqdm(total=len(labels), desc=f"{config.norm} epoch {epoch}/{config.epochs}", unit="img",
                leave=False, disable=not progress, dynamic_ncols=True, position=position)
+    # Which images start flipped, when flips alternate: fixed by the seed, so a resumed run flips the same ones.
+    starts_flipped = alternating_flips(len(labels), config.seed) if config.flips == "alternate" else None
     for step, (inputs, batch_labels) in enumerate(
-        augmented_batches(padded, labels, config.batch_size, run.data_rng, flip=config.flip,
-                          mean=config.mean, std=config.std)
+        augmented_batches(padded, labels, config.batch_size, run.data_rng, mean=config.mean, std=config.std,
+                          augmentation=augmentation(config), epoch=run.epoch, starts_flipped=starts_flipped)
     ):
         with amp:
             logits = run.model(inputs)
@@ -229,6 +280,8 @@ def train_epoch(run: Run, config: TrainConfig, padded: Tensor, labels: Tensor, p
         loss.backward()
         run.optimizer.step()
         run.scheduler.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
         loss_sum += loss.detach() * len(batch_labels)
         correct += (logits.argmax(1) == batch_labels).sum()
         seen += len(batch_labels)
@@ -263,12 +316,15 @@ def train(
     on_epoch_end: Callable[[int], None] | None = None,
     progress: bool = True,
     position: int = 0,
+    report: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train one network; continue from ``state_dir`` if a finished epoch was saved there.
 
     After every epoch the network is evaluated on ``eval_split``: the test set, or the
     validation split when ``config.validation`` (the history then says ``val_`` for ``test_``).
     ``position`` is the line of this run's progress bar when several runs share a terminal.
+    ``report`` is given every epoch's record, in order, those of a resumed run's saved epochs first.
+    With ``config.ema_decay`` the moving average is evaluated and returned.
     """
     evaluated = "val" if config.validation else "test"
     if config.train_subset:
@@ -281,6 +337,9 @@ def train(
         if run.epoch < config.epochs:
             tqdm.write(f"Resuming {config.arch}/{config.norm} from {path} after epoch {run.epoch}")
             sys.stdout.flush()
+    if report is not None:
+        for record in run.history:
+            report(record)
     move_to(run, device)
     train_split, eval_split = train_split.to(device), eval_split.to(device)
     padded = reflect_pad(train_split.images, config.crop_padding)
@@ -289,7 +348,7 @@ def train(
     while run.epoch < config.epochs:
         epoch_start = time.perf_counter()
         trained = train_epoch(run, config, padded, train_split.labels, path, progress, position)
-        eval_loss, eval_accuracy = evaluate(run.model, eval_split, mean=config.mean, std=config.std)
+        eval_loss, eval_accuracy = evaluate(run.network, eval_split, mean=config.mean, std=config.std)
         record = {
             "epoch": run.epoch + 1, "train_loss": trained["train_loss"],
             "train_accuracy": trained["train_accuracy"], f"{evaluated}_loss": eval_loss,
@@ -306,6 +365,8 @@ def train(
         )
         sys.stdout.flush()  # keep a redirected log current
         save_state(path, run.state(config, device))
+        if report is not None:
+            report(record)
         if on_epoch_end is not None:
             on_epoch_end(run.epoch)
-    return TrainResult(run.model.eval(), run.history, config)
+    return TrainResult(run.network.eval(), run.history, config)

@@ -35,7 +35,7 @@ from model.hub import (
     megabytes,
     upload,
 )
-from training.config import RECIPES
+from training.config import LEVERS, RECIPES, option_words
 
 FILES = (CARD_FILE, CONFIG_FILE, WEIGHTS_FILE)  # what each model repository holds
 REFERENCE = "reference"
@@ -68,14 +68,11 @@ def training_command(network: NormLabNet) -> str:
         **{key: metadata[key] for key in ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing",
                                           "crop_padding") if key in metadata},
         "gn_groups": network.gn_groups, "seed": metadata.get("seed"),
+        # The levers the checkpoint records were set (absent ones were at their defaults).
+        **{key: metadata[key] for key in LEVERS if key in metadata},
+        "validation": "validation_split" in metadata,
     }
-    words = ["python -m training"]
-    for key, value in settings.items():
-        if value is not None:
-            words += [f"--{key.replace('_', '-')}", str(value)]
-    if "validation_split" in metadata:
-        words.append("--validation")
-    return " ".join([*words, "--data-dir PATH --output-dir PATH"])
+    return " ".join(["python -m training", *option_words(settings), "--data-dir PATH --output-dir PATH"])
 
 
 def build(models: dict[str, tuple[CheckpointFolder, str]], prefix: str, root: Path) -> dict[str, Path]:

@@ -22,7 +22,7 @@ from webapp.gradcam import feature_layers, grad_cam, overlay
 from webapp.inference import ModelBank
 from webapp.mistakes import ANY, agreement_choices, caption, select
 from webapp.output_files import png_file
-from webapp.preprocess import FIT_DESCRIPTIONS, FIT_MODES, ImageInputError, prepare
+from webapp.preprocess import FIT_DESCRIPTIONS, FIT_MODES, VIEW_MODES, ImageInputError, model_views, prepare
 
 TOP_CLASS = -1  # Grad-CAM target meaning "whatever each model ranks first"
 NO_CLASS = "any"
@@ -120,16 +120,21 @@ class Handlers:
         empty = {name: None for name in (*CLASSIFY_OUTPUTS, *CAMS.values())}
         return {**empty, "chart": "", "verdict": "", "input_note": "", "timing": ""}
 
-    def classify(self, image: Any, fit: str = "crop", top_k: Any = 3) -> dict[str, Any]:
+    def classify(self, image: Any, fit: str = "crop", top_k: Any = 3, views: str | None = "single") -> dict[str, Any]:
         """Uploaded file -> preview, three label values, chart, verdict, notes, and the states for later events.
 
         ``image`` is a path, or the raw value of an image input (a dict holding the upload's ``path``).
+        ``views``: one of ``VIEW_MODES``, the views whose probabilities are averaged (None: a single view).
         """
         source = _upload_source(image)
         if source is None:
             return {name: value for name, value in self.clear().items() if name in CLASSIFY_OUTPUTS}
         if fit not in FIT_MODES:
             raise gr.Error(f"Unknown fit {fit!r}; choose one of: {', '.join(FIT_MODES)}.", title="Unknown option")
+        views = views or "single"
+        if views not in VIEW_MODES:
+            raise gr.Error(f"Unknown views {views!r}; choose one of: {', '.join(VIEW_MODES)}.",
+                           title="Unknown option")
         if not self.bank.models:
             raise gr.Error("No model is available; see the message at the top of the page.", title="No models")
         start = time.perf_counter()
@@ -137,8 +142,9 @@ class Handlers:
             pixels, upload = prepare(source, fit)
         except ImageInputError as error:
             raise gr.Error(str(error), title="Cannot use this image", print_exception=False) from None
+        stack = model_views(upload.picture, pixels, fit, views)
         prepare_seconds = time.perf_counter() - start
-        prediction = self.bank.predict(pixels)
+        prediction = self.bank.predict(stack)
         probabilities = prediction.probabilities
         chart = probability_chart(probabilities, self.bank.classes)
         model_times = " · ".join(
@@ -149,6 +155,7 @@ class Handlers:
         input_note = (
             f"**Your image:** {width} × {height} {upload.format} ({upload.mode}).  \n"
             f"**{FIT_MODES[fit]}:** {FIT_DESCRIPTIONS[fit]}."
+            + ("" if views == "single" else f"  \n**Averaged over {len(stack)} views:** {VIEW_MODES[views]}.")
         )
         threads = torch.get_num_threads()
         timing = (

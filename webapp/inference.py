@@ -65,13 +65,14 @@ class ModelBank:
         return tuple(norm for norm in NORMS if norm in self.models)
 
     def predict(self, pixels: np.ndarray) -> "Prediction":
-        """Class probabilities of every loaded model for one (32, 32, 3) uint8 image."""
+        """Class probabilities of every loaded model for one (32, 32, 3) uint8 image, or averaged over the
+        views of one image, (V, 32, 32, 3) (``webapp.preprocess.model_views``)."""
         probabilities, seconds = {}, {}
         with torch.inference_mode():
             for norm, loaded in self.models.items():
                 start = time.perf_counter()
                 logits = loaded.network(loaded.input(pixels))
-                probabilities[norm] = logits.softmax(dim=1)[0].numpy().astype(np.float32)
+                probabilities[norm] = logits.softmax(dim=1).mean(dim=0).numpy().astype(np.float32)
                 seconds[norm] = time.perf_counter() - start
         return Prediction(probabilities, seconds)
 

@@ -23,7 +23,7 @@ from webapp.inside import INSIDE_OUTPUTS, PANELS, InsideView
 from webapp.lab import COMPANION_SIZE, UPLOADED, LabDemo, corruption_choices, read_lab, section_markdown
 from webapp.mistakes import ANY, agreement_choices
 from webapp.output_files import png_file, sweep_interval
-from webapp.preprocess import FIT_MODES
+from webapp.preprocess import FIT_MODES, VIEW_LABELS
 from webapp.training_report import (
     differences_markdown,
     explanation,
@@ -146,6 +146,10 @@ def classify_tab(app: App) -> gr.State:
                     [(label, key) for key, label in FIT_MODES.items()], value="crop",
                     label="How to make it 32 × 32",
                 )
+                views = gr.Radio(
+                    [(label, key) for key, label in VIEW_LABELS.items()], value="single",
+                    label="Views averaged (mirrored and shifted copies of the input; the test accuracies use one)",
+                )
                 with gr.Row(equal_height=False):
                     preview = gr.Image(
                         label="What the models see", interactive=False, height=160, width=160,
@@ -200,12 +204,14 @@ def classify_tab(app: App) -> gr.State:
         named(handlers.clear, cleared), None, list(cleared.values()), queue=False, show_progress="hidden",
         api_visibility="private",
     ).then(
-        classify, [image, fit, top_k], list(classified.values()), api_name="classify", preprocess=False,
-        api_description="Classify an image with the three models.",
+        classify, [image, fit, top_k, views], list(classified.values()), api_name="classify", preprocess=False,
+        api_description="Classify an image with the three models (views: single, flip or crops, averaged).",
     ).success(explain, explain_inputs, list(cams.values()), api_visibility="private", show_progress="hidden")
-    fit.change(
-        classify, [image, fit, top_k], list(classified.values()), api_visibility="private", preprocess=False,
-    ).success(explain, explain_inputs, list(cams.values()), api_visibility="private", show_progress="hidden")
+    for control in (fit, views):
+        control.change(
+            classify, [image, fit, top_k, views], list(classified.values()), api_visibility="private",
+            preprocess=False,
+        ).success(explain, explain_inputs, list(cams.values()), api_visibility="private", show_progress="hidden")
     top_k.change(named(handlers.labels, labels), [probabilities_state, top_k], list(labels.values()),
                  api_visibility="private", show_progress="hidden")
     # Public as /gradcam: an API client calls it after /classify, whose image its session keeps.

@@ -38,6 +38,16 @@ FIT_DESCRIPTIONS: dict[str, str] = {
     "pad": "the whole image scaled to fit 32×32, bordered with the average CIFAR-10 colour",
     "stretch": "the whole image squeezed to 32×32, changing its proportions",
 }
+# The views of a picture the models average their probabilities over (test-time augmentation). The
+# CIFAR-10 numbers are all measured on the single view; benchmarks/photos.py --views compares them on photos.
+VIEW_MODES: dict[str, str] = {
+    "single": "the one 32×32 input",
+    "flip": "the 32×32 input and its mirror image (2 views)",
+    "crops": "the 32×32 input and four crops of the same picture made 36×36, each 2 pixels off-centre "
+             "and a little closer, as training's random crops are; each also mirrored (10 views)",
+}
+VIEW_LABELS: dict[str, str] = {"single": "One view", "flip": "Mirrored too (2)", "crops": "Mirrored and shifted (10)"}
+CROP_MARGIN = 4  # the 36x36 version's extra pixels: four 32x32 crops, one from each corner
 # The mean colour of CIFAR-10's training images: padding with it adds no signal after normalization.
 PAD_COLOUR = (125, 123, 114)
 
@@ -177,6 +187,21 @@ def prepare(source: str | Path | bytes | BinaryIO, fit: str = "crop") -> tuple[n
     """Load an uploaded file and fit it to the models: (32x32x3 uint8 pixels, what was uploaded)."""
     upload = load_image(source)
     return fit_to_model(upload.picture, fit), upload
+
+
+def model_views(picture: Image.Image, pixels: np.ndarray, fit: str = "crop", views: str = "single") -> np.ndarray:
+    """The (V, 32, 32, 3) uint8 views of ``VIEW_MODES[views]``; the first is ``pixels``, what ``prepare`` gave."""
+    if views not in VIEW_MODES:
+        raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEW_MODES)}")
+    pixels = np.asarray(pixels, dtype=np.uint8)
+    stack = [pixels]
+    if views == "crops":
+        larger = fit_to_model(picture, fit, MODEL_SIZE + CROP_MARGIN)
+        stack += [larger[top:top + MODEL_SIZE, left:left + MODEL_SIZE]
+                  for top in (0, CROP_MARGIN) for left in (0, CROP_MARGIN)]
+    if views in ("flip", "crops"):
+        stack += [view[:, ::-1] for view in stack]
+    return np.ascontiguousarray(np.stack(stack))
 
 
 def enlarge(pixels: np.ndarray, factor: int = 8) -> np.ndarray:

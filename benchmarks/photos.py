@@ -1,0 +1,198 @@
+"""The models on a folder of real photos, through exactly what the app serves, per norm and per class.
+
+    python benchmarks/photos.py FOLDER                                   # print the table
+    python benchmarks/photos.py FOLDER --output checkpoints/photos.json  # and write photos.json
+    python benchmarks/photos.py FOLDER --views single flip crops         # compare multi-view inference
+
+FOLDER holds one ``<class>/`` subfolder of photos per class, named as the models' classes are
+(CIFAR-10's: airplane, automobile, ...). Each photo goes through the app's own path: the upload
+is decoded and brought to 32 x 32 by ``webapp.preprocess`` (``--fit``, as the Classify tab's
+"How to make it 32 x 32"), then the loaded models of ``webapp.inference`` classify it, over the
+views ``--views`` names (``webapp.preprocess.VIEW_MODES``; the first is the one written to
+``--output``, the others are kept beside it). Folders that are not a class, and files that are
+not images the app can read, are reported and skipped.
+"""
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from artifacts.folder import default_checkpoint_dir  # noqa: E402
+from artifacts.photos import write_photo_results  # noqa: E402
+from model import norm_short  # noqa: E402
+from webapp.inference import ModelBank, load_bank  # noqa: E402
+from webapp.preprocess import FIT_MODES, VIEW_LABELS, VIEW_MODES, ImageInputError, model_views, prepare  # noqa: E402
+
+PROGRAM = "python benchmarks/photos.py"
+
+
+@dataclass(frozen=True)
+class Photo:
+    path: Path
+    label: int  # index into the models' classes
+
+
+def find_photos(folder: Path, classes: tuple[str, ...]) -> tuple[list[Photo], list[str]]:
+    """Every file in a ``<class>/`` subfolder of ``folder``, and what was skipped (one line each).
+
+    Hidden files and folders are ignored; a folder whose name is not a class, and a file
+    directly in ``folder``, are skipped and reported. Which files are images is found out
+    when they are read.
+    """
+    photos, skipped = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            skipped.append(f"{entry.name}: a file outside any class folder (put photos in FOLDER/<class>/)")
+        elif entry.name not in classes:
+            skipped.append(f"{entry.name}/: not a class the models know; name the folder one of "
+                           f"{', '.join(classes)}")
+        else:
+            label = classes.index(entry.name)
+            photos += [Photo(path, label) for path in sorted(entry.rglob("*"))
+                       if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)]
+    return photos, skipped
+
+
+def empty_counts(classes: list[str]) -> dict[str, Any]:
+    return {"correct": 0, "total": 0, "per_class": {name: {"correct": 0, "total": 0} for name in classes}}
+
+
+@dataclass
+class Measurement:
+    # {view: {norm: {"correct", "total", "accuracy", "per_class": {class: {"correct", "total"}}}}}
+    counts: dict[str, Any]
+    # {view: {photo path: {norm: (10,) probabilities}}}: what the models answered on each photo
+    answers: dict[str, dict[Path, dict[str, np.ndarray]]]
+    unreadable: list[str]  # one line per file that is not an image the app can read
+
+
+def measure(photos: list[Photo], bank: ModelBank, fit: str, views: list[str]) -> Measurement:
+    """Each view mode's counts per norm and class, each photo's answers, and what could not be read."""
+    classes = [bank.classes[label] for label in sorted({photo.label for photo in photos})]
+    counts = {view: {norm: empty_counts(classes) for norm in bank.norms} for view in views}
+    answers: dict[str, dict[Path, dict[str, np.ndarray]]] = {view: {} for view in views}
+    unreadable = []
+    for photo in photos:
+        try:
+            pixels, upload = prepare(photo.path, fit)
+        except ImageInputError as error:
+            unreadable.append(str(error))
+            continue
+        name = bank.classes[photo.label]
+        for view in views:
+            prediction = bank.predict(model_views(upload.picture, pixels, fit, view))
+            answers[view][photo.path] = prediction.probabilities
+            for norm in bank.norms:
+                right = int(prediction.top(norm) == photo.label)
+                for tally in (counts[view][norm], counts[view][norm]["per_class"][name]):
+                    tally["correct"] += right
+                    tally["total"] += 1
+    for per_norm in counts.values():
+        for tally in per_norm.values():
+            tally["accuracy"] = tally["correct"] / tally["total"] if tally["total"] else 0.0
+            # A class whose every photo was unreadable has nothing to report.
+            tally["per_class"] = {name: c for name, c in tally["per_class"].items() if c["total"]}
+    return Measurement(counts, answers, unreadable)
+
+
+def table(counts: dict[str, Any], classes: list[str]) -> str:
+    """One row per class and a last row for all photos; one column per norm: correct / total (percent)."""
+    norms = list(counts)
+
+    def cell(tally: dict[str, int]) -> str:
+        share = tally["correct"] / tally["total"] if tally["total"] else 0.0
+        return f"{tally['correct']:>3} / {tally['total']:<3} {share:6.1%}"
+
+    rows = [f"{'class':12s}" + "".join(f"  {norm_short(norm):>17s}" for norm in norms)]
+    for name in classes:
+        if any(name in counts[norm]["per_class"] for norm in norms):
+            rows.append(f"{name:12s}" + "".join(
+                f"  {cell(counts[norm]['per_class'].get(name, {'correct': 0, 'total': 0})):>17s}" for norm in norms))
+    rows.append(f"{'all':12s}" + "".join(f"  {cell(counts[norm]):>17s}" for norm in norms))
+    return "\n".join(rows)
+
+
+def command(args: argparse.Namespace) -> str:
+    """The command that measured the numbers, every setting spelled out and folders as PATH."""
+    words = [PROGRAM, "PATH"]
+    if args.checkpoint_dir is not None:
+        words += ["--checkpoint-dir", "PATH"]
+    words += ["--fit", args.fit, "--views", *args.views]
+    return " ".join(words)
+
+
+def results_file(args: argparse.Namespace, counts: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    """photos.json (``artifacts.photos``): the first view mode's numbers, the others under ``other_views``."""
+    first, *others = args.views
+    photos = max((tally["total"] for tally in counts[first].values()), default=0)
+    results: dict[str, Any] = {"command": command(args), "photos": photos, "fit": args.fit, "views": first,
+                               "classes": classes, "models": counts[first]}
+    if others:
+        results["other_views"] = {view: counts[view] for view in others}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="a folder of <class>/ subfolders of photos")
+    parser.add_argument("--checkpoint-dir", type=Path, default=None,
+                        help="the models to measure (default: $CHECKPOINT_DIR, else checkpoints)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="write the results there (photos.json format, see artifacts/photos.py)")
+    parser.add_argument("--fit", choices=list(FIT_MODES), default="crop",
+                        help="how a photo is made 32 x 32, as in the app (default crop)")
+    parser.add_argument("--views", nargs="+", choices=list(VIEW_MODES), default=["single"],
+                        help="the view modes to measure, as in the app; the first is written to --output "
+                        "(default single)")
+    args = parser.parse_args(argv)
+    args.views = list(dict.fromkeys(args.views))
+    if not args.folder.is_dir():
+        print(f"error: {args.folder} is not a folder; give a folder of <class>/ subfolders of photos",
+              file=sys.stderr)
+        return 2
+    bank = load_bank(args.checkpoint_dir if args.checkpoint_dir is not None else default_checkpoint_dir())
+    for norm, problem in bank.problems.items():
+        print(f"warning: {norm_short(norm)} left out: {problem}", file=sys.stderr)
+    if not bank.models:
+        print("error: no model could be loaded; see the warnings above", file=sys.stderr)
+        return 2
+    photos, skipped = find_photos(args.folder, bank.classes)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if not photos:
+        print(f"error: no photos in {args.folder}: put them in subfolders named after the classes "
+              f"({', '.join(bank.classes)})", file=sys.stderr)
+        return 2
+    measured = measure(photos, bank, args.fit, args.views)
+    counts = measured.counts
+    for line in measured.unreadable:
+        print(f"skipped {line}", file=sys.stderr)
+    classes = [name for name in bank.classes if any(name in tally["per_class"]
+                                                     for tally in counts[args.views[0]].values())]
+    if not classes:
+        print(f"error: none of the {len(photos)} files in {args.folder} is an image the app can read",
+              file=sys.stderr)
+        return 2
+    for view in args.views:
+        total = max(tally["total"] for tally in counts[view].values())
+        print(f"\n{total} photos, fit {args.fit}, views {view} ({VIEW_LABELS[view].lower()}): "
+              "correct / total per class")
+        print(table(counts[view], classes))
+    if args.output is not None:
+        write_photo_results(args.output, results_file(args, counts, classes))
+        print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

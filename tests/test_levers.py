@@ -1,0 +1,270 @@
+"""The search's levers: each a setting of TrainConfig, off by default, doing what it names, recorded, resumable."""
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as tv
+
+from artifacts.weights import read_metadata
+from model import ARCHITECTURES, build_model
+from model.network import ResidualNet, dirac_init
+from training.config import LEVERS, ConfigError, TrainConfig, option_words
+from training.data import (
+    Augmentation,
+    Split,
+    alternating_flips,
+    augmented_batches,
+    color_jitter,
+    random_resized_crop,
+    reflect_pad,
+)
+from training.evaluate import evaluate
+from training.export import export_norm, finished
+from training.loop import averaged_model, make_optimizer, start_run, train
+
+CPU = torch.device("cpu")
+TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3)
+ALL_ON = dict(schedule="cosine", warmup_fraction=0.1, flips="alternate", crop_scale=0.5, crop_ratio=1.5,
+              color_jitter=0.3, ema_decay=0.9, dirac_init=True)
+
+
+def test_every_lever_is_off_by_default_and_out_of_the_resume_state() -> None:
+    default = TrainConfig()
+    assert default.levers() == {}
+    assert set(default.lever_defaults()) == set(LEVERS)
+    # The keys a resume state saved before the levers existed holds: those states still match.
+    assert set(default.as_dict()) == {"arch", "norm", "epochs", "batch_size", "lr", "momentum", "weight_decay",
+                                      "label_smoothing", "warmup_fraction", "crop_padding", "seed", "train_subset"}
+    assert TrainConfig(recipe="published", arch="reference").levers() == {}  # its defaults are the recipe's
+    on = TrainConfig(**ALL_ON)
+    assert on.levers() == ALL_ON and ALL_ON.items() <= on.as_dict().items()
+
+
+@pytest.mark.parametrize(("setting", "option"), [
+    ({"crop_scale": 0.05}, "--crop-scale"), ({"crop_ratio": 0.5}, "--crop-ratio"), ({"color_jitter": 1.0},
+     "--color-jitter"), ({"ema_decay": 1.0}, "--ema-decay"), ({"flips": "sometimes"}, "--flips"),
+    ({"schedule": "step"}, "--schedule"), ({"warmup_fraction": -0.1}, "--warmup-fraction"),
+])
+def test_a_lever_out_of_range_is_refused_naming_its_option(setting: dict, option: str) -> None:
+    with pytest.raises(ConfigError, match=option):
+        TrainConfig(**setting)
+
+
+def test_option_words_spell_out_switches_as_flags() -> None:
+    assert option_words({"ema_decay": 0.99, "dirac_init": True, "validation": False, "gn_groups": None}) == [
+        "--ema-decay", "0.99", "--dirac-init"]
+
+
+# ---- EMA --------------------------------------------------------------------------------------------
+
+def test_the_moving_average_lerps_weights_and_batch_norm_statistics_and_copies_counters() -> None:
+    torch.manual_seed(0)
+    model = build_model("residual", "bn")
+    averaged = averaged_model(model, decay=0.75)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    averaged.update_parameters(model)  # the first update copies
+    model.train()
+    model(torch.randn(8, 3, 32, 32))  # moves BatchNorm's running statistics and counters
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    averaged.update_parameters(model)
+    now = model.state_dict()
+    for name, tensor in averaged.module.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            assert torch.equal(tensor, now[name]) and tensor.item() == 1, name
+        else:
+            torch.testing.assert_close(tensor, 0.75 * before[name] + 0.25 * now[name], msg=name)
+
+
+def test_with_ema_the_average_is_evaluated_and_exported(synthetic_split: Split, tmp_path: Path) -> None:
+    config = replace(TINY, epochs=2, ema_decay=0.8)
+    held_out = synthetic_split.subset(64)
+    result = train(config, synthetic_split, held_out, CPU, tmp_path / "state", progress=False)
+    # The same training without the average: its weights are those the average followed, and differ from it.
+    plain = train(replace(config, ema_decay=0.0), synthetic_split, held_out, CPU, tmp_path / "plain", progress=False)
+    assert plain.history[-1]["train_loss"] == result.history[-1]["train_loss"]
+    averaged = dict(result.model.named_parameters())
+    assert all(not torch.equal(p, averaged[name]) for name, p in plain.model.named_parameters())
+    assert evaluate(result.model, held_out)[0] == result.history[-1]["test_loss"]
+    assert evaluate(plain.model, held_out)[0] != result.history[-1]["test_loss"]
+    metadata = export_norm(result, synthetic_split.subset(100), tmp_path / "out")
+    assert metadata["ema_decay"] == 0.8
+    saved = read_metadata(tmp_path / "out" / "seeds" / "3" / "bn.safetensors")
+    assert saved["ema_decay"] == 0.8 and "flips" not in saved  # only the levers that were set
+    assert finished(config, tmp_path / "out") and not finished(replace(config, ema_decay=0.0), tmp_path / "out")
+
+
+# ---- every lever on: resumable, and the same weights as without the interruption -----------------------
+
+def test_with_every_lever_on_a_resumed_run_ends_with_the_same_weights(synthetic_split: Split,
+                                                                       tmp_path: Path) -> None:
+    config = replace(TINY, **ALL_ON)
+    straight = train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path / "a", progress=False)
+
+    def stop_after_first(epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path / "b",
+              on_epoch_end=stop_after_first, progress=False)
+    reported: list[int] = []
+    resumed = train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path / "b", progress=False,
+                    report=lambda record: reported.append(record["epoch"]))
+    assert reported == [1, 2, 3]  # the saved epoch's record first, then the new ones
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+# ---- identity initialization -------------------------------------------------------------------------
+
+def test_dirac_init_makes_each_conv_that_can_be_an_identity_one() -> None:
+    torch.manual_seed(0)
+    network = ResidualNet("bn", 4)
+    shrinking = torch.nn.Conv2d(32, 16, 3, padding=1, bias=False)
+    before = shrinking.weight.clone()
+    assert dirac_init(torch.nn.Sequential(network, shrinking)) == 6  # every conv of the network, not the 32 -> 16
+    assert torch.equal(shrinking.weight, before)
+    first = network.features[0][0]  # 3 -> 24: the first three filters pass R, G, B through
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(torch.nn.functional.conv2d(x, first.weight[:3], padding=1), x)
+    residual_conv = network.features[3].body[0][0]  # 32 -> 32: the identity
+    y = torch.randn(2, 32, 8, 8)
+    torch.testing.assert_close(residual_conv(y), y)
+    separable = build_model("separable", "bn")
+    depthwise = separable.features[1][0][0]
+    assert dirac_init(separable) == 9  # its 1x1 convs widen, and its depthwise convs are identities
+    torch.testing.assert_close(depthwise(torch.ones(1, 32, 4, 4)), torch.ones(1, 32, 4, 4))
+    started = start_run(TrainConfig(dirac_init=True), 10)
+    torch.testing.assert_close(started.model.features[3].body[0][0](y), y)
+    assert not torch.allclose(start_run(TrainConfig(), 10).model.features[3].body[0][0](y), y)
+
+
+# ---- flips --------------------------------------------------------------------------------------------
+
+def flipped_per_image(images: torch.Tensor, augmentation: Augmentation, epoch: int, starts: torch.Tensor | None,
+                      seed: int) -> dict[int, bool]:
+    labels = torch.arange(len(images))
+    flipped = {}
+    generator = torch.Generator().manual_seed(seed)
+    for batch, batch_labels in augmented_batches(reflect_pad(images, 0), labels, 16, generator,
+                                                 augmentation=augmentation, epoch=epoch, starts_flipped=starts):
+        for crop, label in zip(batch, batch_labels.tolist(), strict=True):
+            source = augmented_source(images[label])
+            assert torch.equal(crop, source) or torch.equal(crop, source.flip(-1))
+            flipped[label] = torch.equal(crop, source.flip(-1))
+    return flipped
+
+
+def augmented_source(image: torch.Tensor) -> torch.Tensor:
+    from model import standardize
+    return standardize(image[None])[0]
+
+
+def test_alternating_flips_show_each_image_both_ways_in_every_two_epochs() -> None:
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    starts = alternating_flips(64, seed=3)
+    assert starts.sum() == 32 and torch.equal(starts, alternating_flips(64, seed=3))
+    alternate = Augmentation(flips="alternate")
+    epochs = [flipped_per_image(images, alternate, epoch, starts, seed=epoch) for epoch in range(3)]
+    assert all(epochs[0][i] != epochs[1][i] and epochs[0][i] == epochs[2][i] for i in range(64))
+    assert sum(epochs[0].values()) == 32
+    # Random flips, for comparison, leave some images the same way round in two epochs running.
+    random = [flipped_per_image(images, Augmentation(), epoch, None, seed=epoch) for epoch in range(2)]
+    assert any(random[0][i] == random[1][i] for i in range(64))
+    with pytest.raises(ValueError, match="starts_flipped"):
+        next(augmented_batches(reflect_pad(images, 0), torch.arange(64), 16, torch.Generator(),
+                               augmentation=alternate))
+
+
+# ---- random resized crops and colour jitter ------------------------------------------------------------
+
+def test_a_full_size_square_resized_crop_is_the_image_itself() -> None:
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    crops = random_resized_crop(reflect_pad(images, 0), 32, torch.Generator().manual_seed(1), torch.arange(6),
+                                scale=1.0, ratio=1.0, flip=False)
+    assert crops.dtype == torch.float32 and crops.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(crops, images.float())
+
+
+def test_resized_crops_zoom_in_by_the_drawn_area_and_keep_flat_colours_flat() -> None:
+    columns = (torch.arange(32) * 8).to(torch.uint8)  # each column 8 levels brighter than the last
+    images = columns.expand(40, 3, 32, 32).contiguous()
+    crops = random_resized_crop(reflect_pad(images, 0), 32, torch.Generator().manual_seed(0), torch.arange(40),
+                                scale=0.25, ratio=1.0, flip=False)
+    spans = crops[:, 0, 0].amax(1) - crops[:, 0, 0].amin(1)  # how many columns each crop covers, times 8
+    assert (spans <= 31 * 8 + 1e-3).all() and (spans >= 15 * 8 - 1e-3).all() and spans.min() < 25 * 8
+    widths = torch.stack([crop[0, 0].diff().mean() for crop in crops]) * 32 / 8  # source columns per crop
+    assert ((widths > 15) & (widths < 32.01)).all()
+    flat = torch.full((4, 3, 32, 32), 77, dtype=torch.uint8)
+    assert torch.equal(random_resized_crop(reflect_pad(flat, 2), 32, torch.Generator(), torch.arange(4), 0.3, 2.0),
+                       flat.float())
+
+
+def test_colour_jitter_is_torchvisions_brightness_contrast_and_saturation_for_the_batch() -> None:
+    images = torch.randint(70, 170, (5, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    jittered = color_jitter(images, 0.2, torch.Generator().manual_seed(4))
+    factors = 1 + 0.2 * (2 * torch.rand(3, 5, generator=torch.Generator().manual_seed(4)) - 1)
+    for i, image in enumerate(images.float() / 255):
+        expected = tv.adjust_brightness(image, factors[0, i].item())
+        expected = tv.adjust_contrast(expected, factors[1, i].item())
+        expected = tv.adjust_saturation(expected, factors[2, i].item())
+        torch.testing.assert_close(jittered[i] / 255, expected, atol=2e-3, rtol=0)
+    assert torch.equal(color_jitter(images, 0.0, torch.Generator()), images.float())
+
+
+def test_levers_change_the_batches_and_off_they_change_nothing() -> None:
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    padded, labels = reflect_pad(images, 2), torch.arange(40)
+
+    def first_batch(**kwargs) -> torch.Tensor:
+        return next(augmented_batches(padded, labels, 20, torch.Generator().manual_seed(5), **kwargs))[0]
+
+    assert torch.equal(first_batch(), first_batch(augmentation=Augmentation()))
+    assert not torch.equal(first_batch(), first_batch(augmentation=Augmentation(color_jitter=0.2)))
+    assert not torch.equal(first_batch(), first_batch(augmentation=Augmentation(crop_scale=0.5)))
+
+
+# ---- schedules ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule", ["one-cycle", "cosine"])
+def test_schedules_warm_up_then_decay_to_a_thousandth_of_the_peak(schedule: str) -> None:
+    config = TrainConfig(lr=0.4, schedule=schedule, warmup_fraction=0.25)
+    optimizer, scheduler = make_optimizer(torch.nn.Linear(2, 2), config, steps=96)  # warm-up ends at step 23
+    rates = []
+    for _ in range(96):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    peak = max(range(96), key=rates.__getitem__)
+    assert rates[0] == pytest.approx(0.04) and rates[peak] == pytest.approx(0.4) and peak == 23
+    assert rates[-1] == pytest.approx(0.0004)
+    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:], strict=False))
+    # Halfway down: linear is at the mean of the ends, the cosine too (its steepest point).
+    assert rates[59] / 0.4 == pytest.approx((1 + 0.001) / 2, abs=1e-6)
+    quarter = rates[41] / 0.4
+    expected = (1 - 0.25 * 0.999) if schedule == "one-cycle" else 0.001 + 0.999 * 0.5 * (1 + math.cos(math.pi / 4))
+    assert quarter == pytest.approx(expected, abs=1e-6)
+
+
+# ---- the architecture candidates ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", [name for name, record in ARCHITECTURES.items() if record.candidate])
+def test_every_candidate_takes_2_4_and_8_groups_and_its_own_activation(arch: str) -> None:
+    for groups in (2, 4, 8):
+        build_model(arch, "gn", groups)
+    network = repr(build_model(arch, "bn"))
+    activation = {"residual-silu": "SiLU", "residual-gelu": "GELU"}.get(arch, "ReLU")
+    assert activation in network and all(other not in network for other in {"SiLU", "GELU", "ReLU"} - {activation})
+    assert ARCHITECTURES[arch].lr == ARCHITECTURES["residual"].lr
+
+
+def test_a_plan_whose_residual_block_changes_width_is_refused() -> None:
+    with pytest.raises(ValueError, match="must keep the width"):
+        ResidualNet("bn", 4, plan=("c24p", "r32"))
+    with pytest.raises(ValueError, match="unknown layer"):
+        ResidualNet("bn", 4, plan=("c24p", "x32"))

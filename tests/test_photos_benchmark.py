@@ -1,0 +1,111 @@
+"""benchmarks/photos.py on a small folder of generated photos: counts, the app's own path, clear reports."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from artifacts.photos import read_photo_results
+from benchmarks.photos import find_photos, main, measure
+from model import CLASSES
+from webapp.callbacks import Handlers
+from webapp.inference import load_bank
+
+# A folder of real photos by class, when one is named: the shipped numbers are re-measured on it.
+SHARED_PHOTOS = Path(os.environ.get("PHOTOS_DIR", "")) if os.environ.get("PHOTOS_DIR") else None
+
+
+def photo_of(example: Path, path: Path, size: tuple[int, int] = (160, 120)) -> None:
+    """A larger, non-square photo around a 32x32 test image (noise at the sides), as a JPEG or PNG."""
+    rng = np.random.default_rng(len(path.name))
+    canvas = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    with Image.open(example) as image:
+        inner = np.asarray(image.convert("RGB").resize((size[1], size[1]), Image.Resampling.NEAREST))
+    left = (size[0] - size[1]) // 2
+    canvas[:, left:left + size[1]] = inner
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(path)
+
+
+@pytest.fixture
+def folder(checkpoint_dir: Path, tmp_path: Path) -> Path:
+    examples = checkpoint_dir / "examples"
+    root = tmp_path / "photos"
+    photo_of(examples / "airplane.png", root / "airplane" / "a.png")
+    photo_of(examples / "cat.png", root / "cat" / "b.jpg")
+    photo_of(examples / "ship.png", root / "cat" / "c.png")  # a ship filed as a cat: every model is wrong on it
+    photo_of(examples / "dog.png", root / "kittens" / "d.png")  # not a class
+    (root / "cat" / "notes.jpg").write_text("not an image")
+    (root / "readme.txt").write_text("photos by class")
+    (root / ".cache").mkdir()
+    return root
+
+
+def test_the_folder_is_read_by_class_and_the_rest_is_reported(folder: Path) -> None:
+    photos, skipped = find_photos(folder, CLASSES)
+    assert sorted((p.path.name, CLASSES[p.label]) for p in photos) == [
+        ("a.png", "airplane"), ("b.jpg", "cat"), ("c.png", "cat"), ("notes.jpg", "cat")]
+    assert len(skipped) == 2
+    assert any(line.startswith("kittens/: not a class") and "airplane, automobile" in line for line in skipped)
+    assert any(line.startswith("readme.txt: a file outside any class folder") for line in skipped)
+
+
+def test_the_results_count_per_norm_and_class_and_go_to_photos_json(
+        folder: Path, checkpoint_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "out" / "photos.json"
+    assert main([str(folder), "--checkpoint-dir", str(checkpoint_dir), "--output", str(output)]) == 0
+    printed = capsys.readouterr()
+    assert "kittens/: not a class" in printed.err and "notes.jpg" in printed.err and "readme.txt" in printed.err
+    assert "airplane" in printed.out and "all" in printed.out
+    results = json.loads(output.read_text())
+    assert results["command"] == "python benchmarks/photos.py PATH --checkpoint-dir PATH --fit crop --views single"
+    assert results["photos"] == 3 and results["fit"] == "crop" and results["views"] == "single"
+    assert results["classes"] == ["airplane", "cat"]
+    for norm in ("bn", "gn", "ln"):
+        model = results["models"][norm]
+        assert (model["correct"], model["total"]) == (2, 3), norm
+        assert model["accuracy"] == pytest.approx(2 / 3)
+        assert model["per_class"] == {"airplane": {"correct": 1, "total": 1}, "cat": {"correct": 1, "total": 2}}
+    assert read_photo_results(output) == results  # the reader the model cards use takes it
+
+
+def test_each_photo_gets_exactly_what_the_app_answers(folder: Path, checkpoint_dir: Path) -> None:
+    bank = load_bank(checkpoint_dir)
+    photos, _ = find_photos(folder, bank.classes)
+    for fit in ("crop", "pad"):
+        measured = measure(photos, bank, fit, ["single"])
+        handlers = Handlers(bank, None)
+        answered = measured.answers["single"]
+        assert len(answered) == 3
+        for path, probabilities in answered.items():
+            app = handlers.classify(str(path), fit, 10)["probabilities"]
+            for norm in bank.norms:
+                np.testing.assert_allclose(probabilities[norm], app[norm], rtol=0, atol=1e-6)
+
+
+def test_bad_folders_end_with_a_clear_message(checkpoint_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "missing"), "--checkpoint-dir", str(checkpoint_dir)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty" / "unknown").mkdir(parents=True)
+    assert main([str(tmp_path / "empty"), "--checkpoint-dir", str(checkpoint_dir)]) == 2
+    assert "no photos in" in capsys.readouterr().err
+    (tmp_path / "junk" / "cat").mkdir(parents=True)
+    (tmp_path / "junk" / "cat" / "a.jpg").write_text("text")
+    assert main([str(tmp_path / "junk"), "--checkpoint-dir", str(checkpoint_dir)]) == 2
+    assert "none of the 1 files" in capsys.readouterr().err
+    assert main([str(tmp_path / "junk"), "--checkpoint-dir", str(tmp_path / "nothing")]) == 2
+    assert "no model could be loaded" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(SHARED_PHOTOS is None, reason="no folder of real photos named (set PHOTOS_DIR)")
+def test_the_shipped_photo_numbers_are_those_of_the_shipped_models(checkpoint_dir: Path, tmp_path: Path) -> None:
+    shipped = read_photo_results(checkpoint_dir / "photos.json")
+    assert shipped, "checkpoints/photos.json is missing: run benchmarks/photos.py with --output"
+    output = tmp_path / "photos.json"
+    assert main([str(SHARED_PHOTOS), "--checkpoint-dir", str(checkpoint_dir), "--output", str(output),
+                 "--views", shipped["views"], "--fit", shipped["fit"]]) == 0
+    assert read_photo_results(output)["models"] == shipped["models"]
