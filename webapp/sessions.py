@@ -1,9 +1,11 @@
 """How long the server keeps a visitor's session: released after the file retention, or when the page closes.
 
 Gradio (6.31) keeps a ``SessionState`` for every session it has seen: the session's gr.State
-values (the classified image's pixels, its probabilities, the Mistakes tiles' rows) and its own
-copy of the configuration of every component on the page, built when the session starts (about
-190 KB for this page, against a few KB for a page of two components). Its ``delete_state``
+values (the classified image's pixels, its probabilities, the Mistakes tiles' rows), the
+components an event changed for it (the Mistakes filter's choices, the Grad-CAM images'
+labels), and its own copy of the configuration of every component on the page, built when the
+session starts: about 220 KB a visitor for this page under ``benchmarks/app_load.py
+--visitors``, against under 20 KB for the floor's page of two components. Its ``delete_state``
 empties a session's gr.State values when their ``time_to_live`` has passed, or an hour after
 the page closed, but keeps the ``SessionState`` itself: a session is forgotten only when
 ``state_session_capacity`` (10,000) newer ones have come. A server that runs for months would
@@ -15,7 +17,8 @@ uploaded files (``--file-retention``), or once its page has closed (Gradio marks
 closed when the page's heartbeat connection ends), whichever comes first. Gradio's
 ``time_last_used`` moves on every event of the session, so a visitor who is still using the
 page keeps everything. A visitor who comes back after that gets a fresh session: the page
-still shows their results, and the next upload starts over.
+still shows their results, Grad-CAM shows nothing until the next upload, and a Mistakes filter
+picked from choices only their session had is refused until they pick the model again.
 
 ``release_idle_sessions`` runs it on the server's event loop, where Gradio itself reads and
 creates sessions, so no request sees a session vanish halfway.
