@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -138,7 +139,10 @@ def export_comparison(output_dir: Path, test_split: Split) -> dict[str, Any]:
     images, labels = test_split.images.cpu(), test_split.labels.cpu()
     predicted = torch.stack([class_probabilities(model, images, mean=results[norm]["mean"], std=results[norm]["std"])
                              for norm, model in models.items()], dim=1)  # (N, K, 10)
-    correct = predicted.argmax(2) == labels[:, None]
+    # Decided on the probabilities as mistakes.npz stores them (float16), so that every image in the file is
+    # wrong for some model by the file's own numbers, ties of near-equal probabilities included.
+    stored = torch.from_numpy(predicted.numpy().astype(np.float16).argmax(2))
+    correct = stored == labels[:, None]
     wrong_somewhere = torch.nonzero(~correct.all(1)).flatten()
     write_mistakes(folder.mistakes, images[wrong_somewhere].permute(0, 2, 3, 1).numpy(),
                    labels[wrong_somewhere].numpy(), predicted[wrong_somewhere].numpy(), wrong_somewhere.numpy(),
