@@ -122,7 +122,7 @@ def open_study(storage: BaseStorage, name: str, settings: dict[str, Any],
         described = "; ".join(f"{key}: the study has {old!r}, this command {new!r}" for key, (old, new) in
                               differing.items())
         raise SearchError(f"the study {name!r} was started with other settings ({described}). Continue it with its "
-                          "own settings, or start another study with --study NAME")
+                          "own settings, or start a separate search in another folder (--checkpoint-dir)")
     return study
 
 
