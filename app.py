@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="requests of one kind computed at the same time "
                         f"(default: $APP_CONCURRENCY, else {DEFAULT_CONCURRENCY})")
     parser.add_argument("--file-retention", type=float, default=os.environ.get("FILE_RETENTION_SECONDS", "3600"),
-                        help="seconds an uploaded photo or a generated image is kept after its last use "
-                        "(default: $FILE_RETENTION_SECONDS, else 3600: an hour)")
+                        help="seconds an uploaded photo, a generated image or an idle visitor's session is kept "
+                        "after its last use (default: $FILE_RETENTION_SECONDS, else 3600: an hour)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_NUM_THREADS", 1)),
                         help="PyTorch threads per request (default: $TORCH_NUM_THREADS, else 1)")
     args = parser.parse_args(argv)
@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     import gradio as gr
     import torch
 
-    from webapp.layout import CSS, build_demo, served_files
+    from webapp.layout import CSS, build_demo
     from webapp.output_files import FolderSweeper, temporary_folder
+    from webapp.sessions import release_idle_sessions
 
     # The models are tiny: one thread per request, and several requests side by side, use the cores best.
     torch.set_num_threads(max(1, args.threads))
@@ -70,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         server_port=args.port,
         share=False,
         max_file_size=args.max_file_size,
-        allowed_paths=served_files(args.checkpoint_dir),
         theme=gr.themes.Soft(primary_hue="blue"),
         css=CSS,
         footer_links=["api", "gradio"],
+        app_kwargs={"lifespan": release_idle_sessions(args.file_retention)},
     )
     return 0
 

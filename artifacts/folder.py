@@ -130,6 +130,3 @@ class CheckpointFolder:
             return self if arch == DEFAULT_ARCH else CheckpointFolder(self.root / arch)
         return CheckpointFolder(self.root / "grid" / f"{arch}-{recipe}")
 
-    def shown_files(self) -> list[Path]:
-        """What the app shows straight from the folder (examples and figures), never the weights."""
-        return [self.examples, *sorted(self.root.glob("*.png")), *sorted(self.lab.root.glob("*.png"))]

@@ -2,6 +2,7 @@
 
     python benchmarks/app_load.py                          # 32 clients for 1 minute on each server
     python benchmarks/app_load.py --clients 64 --minutes 10 --requests 5000
+    python benchmarks/app_load.py --visitors 20000         # 20,000 visitors, one classification each
 
 K gradio_client clients (each a visitor of its own) call the server at the same time for M
 minutes (or until --requests calls), with a mix of what visitors do: click an example (the
@@ -21,7 +22,16 @@ HTTP client and connection for every file, which on a shared 2-core machine cost
 generator more CPU than the server spends answering: the clients would measure themselves.
 
 Prints, for each server: failures, p50 and p95 latency, throughput, the server's resident
-memory and temporary folder at start and end; then the app's ratios to the floor beside the targets.
+memory and temporary folder at start and end, and the server's own CPU time per call; then the
+app's ratios to the floor beside the targets.
+
+With ``--visitors N``, N visitors come one after another on each of --clients connections
+(default 8 in this mode), each in a new session, as each browser tab is: a visitor classifies
+one example, fetches the preview, and leaves (the connection starts the next visitor's session,
+as a new tab would). The app runs with ``--file-retention`` set to ``--retention`` (default 60
+s), so the sessions of visitors who left are released while the run goes on; the floor keeps
+Gradio's defaults. Every 1,000 visitors it prints each server's resident memory; at the end,
+the memory per visitor and the server's CPU time per classification, against the floor's.
 """
 
 import argparse
@@ -51,6 +61,9 @@ KEEPALIVE_SECONDS = 2.0  # a client's idle connection is closed after this, well
 LAST_LAYER, OPACITY, TOP_CLASS = 4, 0.5, -1  # the Grad-CAM call: last block, half opacity, each model's top class
 # Targets of the app against the floor, and for its memory.
 P50_TARGET, THROUGHPUT_TARGET, RSS_TARGET_MB, RSS_TARGET_REQUESTS = 1.15, 0.85, 50, 5000
+CPU_TARGET = 1.5  # the server's CPU time per call, against the floor's
+# Visitors: memory per visitor against the floor's, and the growth allowed after the first 1,000 visitors.
+VISITOR_MEMORY_TARGET, VISITOR_GROWTH_TARGET_MB, VISITORS_PER_REPORT = 2.0, 150, 1000
 
 # What a visitor does, and how often (weights sum to 100).
 MIX = {"example": 40, "upload": 30, "bad file": 10, "gradcam": 20}
@@ -425,15 +438,19 @@ def measure(server: Server, target: Target, args: argparse.Namespace, inputs: In
         server.stop()
 
 
+def server_cpu_ms(result: Result) -> float:
+    """The server process's own CPU time per call during the measured load."""
+    return 1000 * (result.end.server_cpu - result.warm.server_cpu) / len(result.records)
+
+
 def print_result(result: Result) -> None:
     expected = sum(record.outcome == "expected error" for record in result.records)
     print(f"  {len(result.records):,} calls in {result.seconds:.0f} s: {len(result.failures)} failures, "
           f"{expected} bad files answered with an error (expected)")
     print(f"  latency p50 {result.p50:.0f} ms, p95 {result.p95:.0f} ms; throughput {result.throughput:.1f} calls/s")
     calls = len(result.records)
-    server_ms = 1000 * (result.end.server_cpu - result.warm.server_cpu) / calls
     client_ms = 1000 * (result.end.client_cpu - result.warm.client_cpu) / calls
-    print(f"  CPU per call: server {server_ms:.0f} ms, the clients (this process) {client_ms:.0f} ms")
+    print(f"  CPU per call: server {server_cpu_ms(result):.1f} ms, the clients (this process) {client_ms:.0f} ms")
     by_kind = {}
     for record in result.records:
         by_kind.setdefault(record.kind, []).append(record.seconds * 1000)
@@ -450,9 +467,169 @@ def print_verdict(app: Result, floor: Result) -> None:
     print(f"  failures: {len(app.failures)} (target 0)")
     print(f"  p50 latency: {p50_ratio:.2f}x the floor's (target at most {P50_TARGET}x)")
     print(f"  throughput: {throughput_ratio:.2f}x the floor's (target at least {THROUGHPUT_TARGET}x)")
+    cpu_ratio = server_cpu_ms(app) / server_cpu_ms(floor)
+    print(f"  server CPU per call: {cpu_ratio:.2f}x the floor's (target at most {CPU_TARGET}x; the floor's calls "
+          "are all classifications, the app's include Grad-CAM)")
     over = "" if calls >= RSS_TARGET_REQUESTS else f"; this run made {calls:,}"
     print(f"  RSS growth after warm-up: {rss_growth:+.1f} MB over {calls:,} calls "
           f"(target under {RSS_TARGET_MB} MB over {RSS_TARGET_REQUESTS:,}{over})")
+
+
+# ---- visitors: one after another, each in a new session ---------------------------------------
+
+
+@dataclass
+class VisitorsResult:
+    name: str
+    seconds: float
+    records: list[Record]
+    start: Snapshot  # after one visitor on each connection, when the measured visitors start
+    reports: list[tuple[int, Snapshot]]  # (visitors so far, snapshot), every VISITORS_PER_REPORT visitors
+    end: Snapshot
+
+    @property
+    def failures(self) -> list[Record]:
+        return [record for record in self.records if record.outcome.startswith("failure")]
+
+    def memory_kb_per_visitor(self) -> float:
+        return 1024 * (self.end.rss_mb - self.start.rss_mb) / len(self.records)
+
+    def cpu_ms_per_visitor(self) -> float:
+        return 1000 * (self.end.server_cpu - self.start.server_cpu) / len(self.records)
+
+    def p50(self) -> float:
+        return float(np.median([record.seconds for record in self.records])) * 1000
+
+
+class Tab:
+    """A browser tab's requests, over one keep-alive connection: upload, join the queue, read the answer.
+
+    gradio_client costs the load generator more CPU per call than the server spends; these are
+    the requests the page itself makes for a classification, each visit in a new session.
+    """
+
+    def __init__(self, url: str, is_app: bool) -> None:
+        import httpx
+
+        self.url, self.is_app = url, is_app
+        self.http = httpx.Client(timeout=60, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS))
+        config = self.http.get(f"{url}/config").raise_for_status().json()
+        self.api = config.get("api_prefix", "/gradio_api")
+        self.fn_index = next(dep["id"] for dep in config["dependencies"] if dep.get("api_name") == "classify")
+
+    def visit(self, path: Path) -> None:
+        """A new session classifies ``path`` (and fetches the preview, for the app)."""
+        import json
+        import uuid
+
+        session = str(uuid.uuid4())
+        with open(path, "rb") as file:
+            uploaded = self.http.post(f"{self.url}{self.api}/upload", files=[("files", (path.name, file))])
+        image = {"path": uploaded.raise_for_status().json()[0], "orig_name": path.name,
+                 "meta": {"_type": "gradio.FileData"}}
+        data = [image, "crop", 3] if self.is_app else [image]
+        self.http.post(f"{self.url}{self.api}/queue/join", json={
+            "data": data, "fn_index": self.fn_index, "session_hash": session, "event_data": None, "trigger_id": None,
+        }).raise_for_status()
+        with self.http.stream("GET", f"{self.url}{self.api}/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                message = json.loads(line[5:]) if line.startswith("data:") else {}
+                if message.get("msg") == "process_completed":
+                    break
+            else:
+                raise RuntimeError("the answer stream ended before the answer")
+        if not message.get("success"):
+            raise RuntimeError(f"the call failed: {str(message.get('output'))[:200]}")
+        output = message["output"]["data"]
+        label = output[1] if self.is_app else output[0]
+        if not (isinstance(label, dict) and label.get("label")):
+            raise RuntimeError(f"label missing: {label!r}")
+        if self.is_app:
+            self.http.get(output[0]["url"]).raise_for_status()
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def measure_visitors(server: Server, target: Target, args: argparse.Namespace, inputs: Inputs) -> VisitorsResult:
+    started = time.perf_counter()
+    server.start(args.checkpoint_dir)
+    print(f"\n{server.name}: answering {time.perf_counter() - started:.1f} s after start; {server.snapshot()}")
+
+    connections: list[Tab] = []
+    lock, records, reports = threading.Lock(), [], []
+    next_visitor = iter(range(args.visitors))
+
+    def come(tab: Tab, index: int) -> Record:
+        return timed_call("example", lambda: tab.visit(inputs.examples[index % len(inputs.examples)]))
+
+    def connection_loop(visitor: Tab) -> None:
+        while True:
+            with lock:
+                index = next(next_visitor, None)
+            if index is None:
+                return
+            record = come(visitor, index)
+            with lock:
+                records.append(record)
+                done = len(records)
+                if done % VISITORS_PER_REPORT == 0:
+                    reports.append((done, server.snapshot()))
+                    report = reports[-1][1]
+                    rate = done / (time.perf_counter() - start_time)
+                    cpu = 1000 * (report.server_cpu - start.server_cpu) / done
+                    print(f"  {done:>7,} visitors: RSS {report.rss_mb:.0f} MB ({report.rss_mb - start.rss_mb:+.1f}), "
+                          f"{rate:.1f} visitors/s, server CPU {cpu:.1f} ms per classification", flush=True)
+
+    try:
+        connections += [Tab(server.url, target.is_app) for _ in range(args.clients)]
+        # Warm-up, not counted: one visitor on each connection, and each example once.
+        warm_up_visitors = max(args.clients, len(inputs.examples))
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(lambda j: [come(connections[j], i) for i in range(j, warm_up_visitors, args.clients)],
+                          range(args.clients)))
+        start = server.snapshot()
+        print(f"  after warm-up: {start}; load average {load_average()}")
+        start_time = time.perf_counter()
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(connection_loop, connections))
+        seconds = time.perf_counter() - start_time
+        end = server.snapshot()
+        print(f"  at the end: {end}; load average {load_average()}")
+        return VisitorsResult(server.name, seconds, records, start, reports, end)
+    finally:
+        for tab in connections:
+            tab.close()
+        server.stop()
+
+
+def print_visitors_result(result: VisitorsResult) -> None:
+    count = len(result.records)
+    print(f"  {count:,} visitors in {result.seconds:.0f} s: {len(result.failures)} failures; "
+          f"{count / result.seconds:.1f} visitors/s, latency p50 {result.p50():.0f} ms")
+    print(f"  memory per visitor: {result.memory_kb_per_visitor():.1f} KB; server CPU per classification: "
+          f"{result.cpu_ms_per_visitor():.1f} ms")
+    for record in result.failures[:5]:
+        print(f"  {record.kind}: {record.outcome[:300]}")
+
+
+def print_visitors_verdict(app: VisitorsResult, floor: VisitorsResult, retention: float) -> None:
+    memory_ratio = app.memory_kb_per_visitor() / max(floor.memory_kb_per_visitor(), 1e-9)
+    print(f"\napp against the framework's floor, {len(app.records):,} visitors (target beside each):")
+    print(f"  failures: {len(app.failures)} (target 0)")
+    print(f"  memory per visitor: {app.memory_kb_per_visitor():.1f} KB against {floor.memory_kb_per_visitor():.1f} KB,"
+          f" {memory_ratio:.2f}x the floor's (target at most {VISITOR_MEMORY_TARGET}x; the app releases a session "
+          f"{retention:g} s after its last use)")
+    if app.reports and len(app.records) > VISITORS_PER_REPORT:
+        first = app.reports[0][1]
+        print(f"  RSS after {len(app.records):,} visitors against after the first {VISITORS_PER_REPORT:,}: "
+              f"{app.end.rss_mb - first.rss_mb:+.1f} MB (target within {VISITOR_GROWTH_TARGET_MB} MB); the floor's "
+              f"{floor.end.rss_mb - floor.reports[0][1].rss_mb:+.1f} MB")
+    cpu_ratio = app.cpu_ms_per_visitor() / floor.cpu_ms_per_visitor()
+    print(f"  server CPU per classification, each in a new session: {cpu_ratio:.2f}x the floor's "
+          f"({app.cpu_ms_per_visitor():.1f} against {floor.cpu_ms_per_visitor():.1f} ms; target at most {CPU_TARGET}x)")
+    print(f"  p50 latency {app.p50() / floor.p50():.2f}x the floor's; throughput "
+          f"{len(app.records) / app.seconds / (len(floor.records) / floor.seconds):.2f}x")
 
 
 def positive(kind: type) -> Callable[[str], int | float]:
@@ -470,7 +647,13 @@ def positive(kind: type) -> Callable[[str], int | float]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=positive(int), default=32, help="simultaneous clients (default 32)")
+    parser.add_argument("--clients", type=positive(int), default=None,
+                        help="simultaneous clients (default 32; 8 with --visitors)")
+    parser.add_argument("--visitors", type=positive(int), default=None,
+                        help="instead of the crowd: this many visitors, each in a new session, classifying one "
+                        "example each")
+    parser.add_argument("--retention", type=positive(float), default=60.0,
+                        help="with --visitors: the app's --file-retention, seconds (default 60)")
     parser.add_argument("--minutes", type=positive(float), default=1.0, help="load time per server (default 1)")
     parser.add_argument("--requests", type=positive(int), default=None,
                         help="stop each server's load after this many calls (default: no cap)")
@@ -480,12 +663,38 @@ def parse_args() -> argparse.Namespace:
                         f"$APP_CONCURRENCY, else {APP_CONCURRENCY})")
     parser.add_argument("--checkpoint-dir", type=Path,
                         default=Path(os.environ.get("CHECKPOINT_DIR", ROOT / "checkpoints")))
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.clients is None:
+        args.clients = 8 if args.visitors else 32
+    return args
+
+
+def main_visitors(args: argparse.Namespace) -> None:
+    print(f"{args.visitors:,} visitors per server, each in a new session, on {args.clients} connections; "
+          f"the app's retention {args.retention:g} s; CPU cores: {os.cpu_count()}; load average {load_average()}")
+    with tempfile.TemporaryDirectory(prefix="app-visitors-") as scratch:
+        folder = Path(scratch)
+        inputs = make_inputs(folder, args.checkpoint_dir)
+        queue = ["--concurrency", str(args.concurrency)]
+        app_server = Server("app (python app.py)",
+                            [sys.executable, "app.py", *queue, "--file-retention", str(args.retention)],
+                            folder / "app-tmp", folder / "app.log")
+        floor_server = Server("floor (benchmarks/floor_app.py)", [sys.executable, "benchmarks/floor_app.py", *queue],
+                              folder / "floor-tmp", folder / "floor.log")
+        results = []
+        for server, is_app in ((app_server, True), (floor_server, False)):
+            results.append(measure_visitors(server, Target(is_app), args, inputs))
+            print_visitors_result(results[-1])
+        print_visitors_verdict(*results, retention=args.retention)
+    print(f"load average at the end: {load_average()}")
 
 
 def main() -> None:
     args = parse_args()
     args.checkpoint_dir = args.checkpoint_dir.resolve()
+    if args.visitors:
+        main_visitors(args)
+        return
     print(f"{args.clients} clients, {args.minutes:g} min per server"
           + (f" or {args.requests:,} calls" if args.requests else "")
           + f"; mix: {', '.join(f'{kind} {weight}%' for kind, weight in MIX.items())}; "

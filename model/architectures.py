@@ -2,13 +2,21 @@
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from torch import nn
 
 from model.network import ReferenceNet, ResidualNet
 from model.norms import NORMS
+
+
+@dataclass(frozen=True)
+class PublishedRun:
+    """A result published for a network by its authors: one run, accuracies as fractions."""
+
+    train_accuracy: float
+    test_accuracy: float
 
 
 @dataclass(frozen=True)
@@ -19,6 +27,8 @@ class Architecture:
     gn_groups: int  # GroupNorm's group count: must divide every width
     lr: dict[str, float]  # peak one-cycle learning rate per norm, at batch 256
     crop_padding: int  # reflect padding before the random 32x32 crop
+    published: dict[str, PublishedRun] = field(default_factory=dict)  # per norm, where its authors published one
+    published_recipe: str | None = None  # the recipe (training.config.RECIPES) those runs used
     candidate: bool = False  # a candidate of the search (python -m training.search), not yet a shipped network
 
 
@@ -43,8 +53,12 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("residual", "the project's own", ResidualNet, gn_groups=4, lr=RESIDUAL_LR, crop_padding=2),
         # 2 groups: the largest count dividing every width (10, 20, 30, 40); 5-20 channels per group.
         # Its rates and crops were those of the padded version trained before; not re-tuned.
+        # Its published results: 20 epochs, seed 1, one run per norm (the Session 8 notebooks' last epoch).
         Architecture("reference", "the published reference network", ReferenceNet, gn_groups=2,
-                     lr={"bn": 0.2, "gn": 0.2, "ln": 0.1}, crop_padding=4),
+                     lr={"bn": 0.2, "gn": 0.2, "ln": 0.1}, crop_padding=4,
+                     published={"bn": PublishedRun(0.7453, 0.7471), "gn": PublishedRun(0.7295, 0.7293),
+                                "ln": PublishedRun(0.7299, 0.7342)},
+                     published_recipe="published"),
         # Candidates for the search: where the ~50,000 parameters sit, and the activation.
         Architecture("residual-silu", "the project's own with SiLU for ReLU",
                      residual_network(ResidualNet.plan, "silu"), gn_groups=4, lr=RESIDUAL_LR, crop_padding=2,

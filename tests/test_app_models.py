@@ -26,7 +26,7 @@ from webapp.inference import ModelBank, load_bank
 from webapp.mistakes import ALL_WRONG, ANY, ONLY_THIS, agreement_choices, caption, select
 from webapp.preprocess import enlarge, prepare
 from webapp.training_report import (
-    REFERENCE_PUBLISHED,
+    REFERENCE,
     SEEDS_HEADER,
     TABLE_HEADERS,
     differences_markdown,
@@ -295,7 +295,8 @@ def test_training_report(bank: ModelBank) -> None:
     assert all(len(row) == len(headers) for row in rows)
     for norm, row in zip(NORMS, rows, strict=True):
         assert row[headers.index("Reference (published)")] == (
-            f"{REFERENCE_PUBLISHED[norm][0]:.2f}% / {REFERENCE_PUBLISHED[norm][1]:.2f}%")
+            f"{100 * REFERENCE.published[norm].train_accuracy:.2f}% / "
+            f"{100 * REFERENCE.published[norm].test_accuracy:.2f}%")
         assert row[4] == f"{100 * bank.models[norm].metadata['test_accuracy']:.2f}%"
     text = explanation(bank)
     assert "(N, H, W)" in text and "(C/G, H, W)" in text and "GroupNorm(1, C)" in text and "running averages" in text

@@ -103,8 +103,8 @@ def test_dry_run_lists_the_app_and_its_weights_and_nothing_else() -> None:
     assert not [name for name in listed if name.startswith(LEFT_HOME)]
     # The reference network's results table comes along; its weights and plots, and the other seeds, stay home.
     assert not [name for name in listed if name.startswith("checkpoints/seeds/")]
-    reference = {name for name in listed if name.startswith("checkpoints/reference/")}
-    assert reference <= {"checkpoints/reference/results.json"}
+    reference = {name for name in listed if name.startswith(("checkpoints/reference/", "checkpoints/grid/"))}
+    assert reference <= {"checkpoints/reference/results.json", "checkpoints/grid/reference-published/results.json"}
     assert not [name for name in listed if name.endswith(("_history.json", "_misclassified.png", ".pyc"))]
     assert done.stdout.splitlines()[-1].startswith(f"{len(listed)} files, ")
     assert "huggingface.co/spaces/someone/norm-lab" in done.stdout.splitlines()[-1]

@@ -32,17 +32,19 @@ def checkpoint_files() -> tuple[list[str], list[str]]:
     Named by ``CheckpointFolder``, the one place that knows the folder's file names: the models,
     the Mistakes tab's images (also the Lab's companions), the Training tab's results and figures,
     the examples, and the Lab tab's measurements with their plots. The reference network's
-    results are optional: the Training tab shows their column only when the file is there.
+    results (with our recipe, and with the published one) are optional: the Training tab shows
+    their columns only when the files are there.
     """
     from artifacts.folder import CheckpointFolder
     from artifacts.lab import EXPERIMENTS
-    from model import NORMS
+    from model import ARCHITECTURES, NORMS
 
     folder = CheckpointFolder(Path(CHECKPOINTS))
     needed = [folder.weights(norm) for norm in NORMS] + [folder.confusion(norm) for norm in NORMS]
     needed += [folder.mistakes, folder.results, folder.curves, folder.examples / "*.png"]
     needed += [path for name in EXPERIMENTS for path in (folder.lab.results(name), folder.lab.figure(name))]
-    return [path.as_posix() for path in needed], [folder.reference.results.as_posix()]
+    reproduced = folder.grid_cell("reference", ARCHITECTURES["reference"].published_recipe).results
+    return [path.as_posix() for path in needed], [folder.reference.results.as_posix(), reproduced.as_posix()]
 
 
 def space_patterns() -> list[str]:

@@ -14,7 +14,6 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from artifacts.folder import CheckpointFolder
 from artifacts.lab import EXPERIMENTS
 from artifacts.mistakes import MistakesError, MistakeSet, load_mistakes
 from model import NORMS, norm_title
@@ -63,11 +62,6 @@ CSS = """
 .banner { padding: 8px 12px; border-radius: 8px; background: rgba(213, 94, 0, 0.12);
           border: 1px solid rgba(213, 94, 0, 0.6); }
 """
-
-
-def served_files(checkpoint_dir: Path | str) -> list[str]:
-    """What the page shows straight from the checkpoint folder (examples and figures), never the weights."""
-    return [str(path.resolve()) for path in CheckpointFolder(checkpoint_dir).shown_files()]
 
 
 def named(handler: Callable[..., dict[str, Any]], outputs: dict[str, Any]) -> Callable[..., dict[Any, Any]]:

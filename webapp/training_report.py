@@ -8,20 +8,18 @@ from torch import nn
 
 from artifacts.folder import CheckpointFolder
 from artifacts.results import read_over_seeds, read_results
-from model import NORMS
+from model import ARCHITECTURES, NORMS, build_model, count_parameters
 from webapp.gradcam import feature_layers
 from webapp.inference import ModelBank
 
-# The reference network's published 20-epoch results (train and test accuracy, %), 39,490 parameters.
-REFERENCE_PUBLISHED: dict[str, tuple[float, float]] = {"bn": (74.53, 74.71), "gn": (72.95, 72.93), "ln": (72.99, 73.42)}
-REFERENCE_PARAMETERS = 39_490
-REFERENCE_EPOCHS = 20
+REFERENCE = ARCHITECTURES["reference"]  # the network this project started from, with its published results
 
 TABLE_HEADERS = [
     "Normalization", "Parameters", "Epochs", "Train acc.", "Test acc.", "Training time", "Reference (published)",
 ]
 SEEDS_HEADER = "Test acc. over seeds (mean ± std)"
 RETRAINED_HEADER = "Reference (retrained here)"
+REPRODUCED_HEADER = "Reference, published recipe reproduced here (test, over seeds)"
 
 
 @dataclass
@@ -52,10 +50,12 @@ def results_table(bank: ModelBank) -> tuple[list[str], list[list[str]]]:
     over_seeds, _ = read_over_seeds(bank.folder.results)
     several = any(len(summary.get("runs", [])) > 1 for summary in over_seeds.values())
     retrained = read_results(bank.folder.reference.results)
+    reproduced, _ = read_over_seeds(bank.folder.grid_cell(REFERENCE.name, REFERENCE.published_recipe).results)
     rows = []
     for norm in NORMS:
         mine, theirs = ours.get(norm, {}), retrained.get(norm)
-        published_train, published_test = REFERENCE_PUBLISHED[norm]
+        published = REFERENCE.published[norm]
+        published_train, published_test = 100 * published.train_accuracy, 100 * published.test_accuracy
         rows.append([
             NORMS[norm].title,
             f"{mine['parameters']:,}" if "parameters" in mine else "–",
@@ -67,13 +67,15 @@ def results_table(bank: ModelBank) -> tuple[list[str], list[list[str]]]:
         ])
         if several:
             rows[-1].insert(5, _mean_and_spread(over_seeds.get(norm)))
+        if reproduced:
+            rows[-1].append(_mean_and_spread(reproduced.get(norm)))
         if retrained:
             rows[-1].append(f"{_percent(theirs, 'train_accuracy')} / {_percent(theirs, 'test_accuracy')}" if theirs
                             else "–")
     headers = list(TABLE_HEADERS)
     if several:
         headers.insert(5, SEEDS_HEADER)
-    return (headers + [RETRAINED_HEADER] if retrained else headers), rows
+    return headers + [REPRODUCED_HEADER] * bool(reproduced) + [RETRAINED_HEADER] * bool(retrained), rows
 
 
 def _mean_and_spread(summary: dict[str, Any] | None) -> str:
@@ -101,15 +103,20 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def reference_note(bank: ModelBank) -> str:
     """Which reference numbers the table shows, in one sentence."""
+    parameters = count_parameters(build_model(REFERENCE.name, "bn"))
     note = (
-        f"The reference is the network this project started from ({REFERENCE_PARAMETERS:,} parameters), shown as "
-        f"train / test accuracy; its published numbers are after {REFERENCE_EPOCHS} epochs."
+        f"The reference is the network this project started from ({parameters:,} parameters), shown as "
+        "train / test accuracy; its published numbers are one run per norm after 20 epochs."
     )
+    reproduced, _ = read_over_seeds(bank.folder.grid_cell(REFERENCE.name, REFERENCE.published_recipe).results)
+    if reproduced:
+        note += (" “Published recipe reproduced here” is that network trained here with the recipe of the published "
+                 "runs (`python -m training --arch reference --recipe published`), over seeds.")
     retrained = read_results(bank.folder.reference.results)
     if retrained:
         first = next(iter(retrained.values()))
         note += (
-            f" “Retrained here” is that network trained with this project's code and recipe "
+            f" “Retrained here” is that network trained with this project's recipe "
             f"({first.get('epochs', '?')} epochs)."
         )
     return note

@@ -1,0 +1,56 @@
+"""The README's result tables are generated from the checkpoint folder: they cannot drift from the files."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from artifacts.folder import CheckpointFolder
+from tests.conftest import CHECKPOINTS, REPO
+from training.readme import MARKER, SECTIONS, main, render
+
+README = REPO / "README.md"
+
+
+def test_every_generated_section_of_the_readme_matches_the_files() -> None:
+    text = README.read_text()
+    assert {match["name"] for match in MARKER.finditer(text)} == set(SECTIONS)  # every table is generated
+    rendered = render(text, CheckpointFolder(CHECKPOINTS))
+    stale = [m["name"] for m in MARKER.finditer(text)
+             if m["body"] != next(r for r in MARKER.finditer(rendered) if r["name"] == m["name"])["body"]]
+    assert not stale, f"README out of date in {stale}: run `python -m training.readme`"
+
+
+def test_a_changed_number_in_the_files_is_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(CHECKPOINTS, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.npz", "*.png"))
+    results = json.loads((folder / "results.json").read_text())
+    results["over_seeds"]["gn"]["test_accuracy"]["mean"] += 0.0001  # 0.01 points
+    (folder / "results.json").write_text(json.dumps(results))
+    readme = tmp_path / "README.md"
+    shutil.copy(README, readme)
+    assert main(["--readme", str(readme), "--checkpoint-dir", str(folder), "--check"]) == 1
+    assert "disagrees with the files" in capsys.readouterr().err and "results" in readme.read_text()
+    assert main(["--readme", str(readme), "--checkpoint-dir", str(folder)]) == 0  # rebuilds it
+    assert main(["--readme", str(readme), "--checkpoint-dir", str(folder), "--check"]) == 0
+    assert readme.read_text() != README.read_text()
+
+
+def test_an_unknown_section_is_refused() -> None:
+    with pytest.raises(ValueError, match="'headline' is not one of"):
+        render("<!-- generated: headline -->\nold\n<!-- end: headline -->\n", CheckpointFolder(CHECKPOINTS))
+
+
+def test_the_searchs_trials_stay_out_of_the_tables_of_runs_made_by_hand(tmp_path: Path) -> None:
+    from artifacts.trials import read_trials, write_trials
+    from training.readme import trials_table
+
+    folder = CheckpointFolder(tmp_path)
+    by_hand = read_trials(CheckpointFolder(CHECKPOINTS).trials)
+    searched = {"study": "screen", "trial": 0, "state": "COMPLETE", "value": 0.9, "device": "CPU (1 thread)",
+                "commands": {"bn": "python -m training --norm bn --validation"}, "params": {},
+                "models": {"bn": {"norm": "bn", "validation_accuracy": 0.9}}}
+    write_trials(folder.trials, [*by_hand, searched])
+    assert trials_table(folder, "validation_accuracy") == trials_table(CheckpointFolder(CHECKPOINTS),
+                                                                        "validation_accuracy")

@@ -1,0 +1,245 @@
+"""python -m training.readme: the README's result tables, rebuilt from the files that hold the numbers.
+
+Each table sits between two markers in README.md::
+
+    <!-- generated: results -->
+    ...
+    <!-- end: results -->
+
+and is rendered here from the checkpoint folder alone (results.json, the grid's folders,
+trials.json, lab/*.json): the headline over seeds, the differences between norms, the
+network x recipe grid, every trial behind a choice of setting, and the lab's tables (the
+same tables the app's Lab tab shows). ``--check`` changes nothing and fails when the
+README and the files disagree; the tests run it, so a number cannot drift.
+"""
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from artifacts.folder import DEFAULT_CHECKPOINT_DIR, CheckpointFolder
+from artifacts.lab import EXPERIMENTS, read_lab_results
+from artifacts.results import read_over_seeds, read_results
+from artifacts.trials import read_trials
+from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model, count_parameters, network_fingerprint
+
+README = Path("README.md")
+MARKER = re.compile(r"(<!-- generated: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)", re.S)
+# Options a trial's command names that are not settings of the network or recipe.
+NOT_SETTINGS = {"--norm", "--data-dir", "--output-dir", "--state-dir", "--validation", "--no-progress",
+                "--record-trial", "--jobs", "--restart"}
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def markdown_table(headers: list[str], rows: list[list[str]], right: int = 1) -> str:
+    """A Markdown table; columns from ``right`` on are numbers, aligned right."""
+    align = ["---"] * right + ["---:"] * (len(headers) - right)
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def over_seeds_cell(summary: dict[str, Any] | None) -> str:
+    """"85.44 ± 0.17% (3 seeds)", or one run's accuracy; "–" when nothing was measured."""
+    if not summary:
+        return "–"
+    test = summary["test_accuracy"]
+    if test["n"] == 1:
+        return f"{percent(test['mean'])} (1 seed)"
+    return f"{100 * test['mean']:.2f} ± {100 * test['std']:.2f}% ({test['n']} seeds)"
+
+
+def describes_current_network(metadata: dict[str, Any]) -> bool:
+    """Whether a checkpoint was trained on the network its architecture builds today."""
+    with torch.device("meta"):
+        network = build_model(metadata["arch"], metadata["norm"], metadata.get("gn_groups"))
+    return metadata.get("network") == network_fingerprint(network)
+
+
+def results_table(folder: CheckpointFolder) -> str:
+    models = read_results(folder.results)
+    over_seeds, _ = read_over_seeds(folder.results)
+    seeds = max((summary["test_accuracy"]["n"] for summary in over_seeds.values()), default=1)
+    headers = ["normalization", "parameters", "epochs", f"test accuracy, mean ± std over {seeds} seeds",
+               "each seed's test accuracy", "shipped (seed 0): train / test"]
+    rows = []
+    for norm, metadata in models.items():
+        summary = over_seeds.get(norm, {})
+        title = NORMS[norm].title + (f" ({metadata['gn_groups']} groups)" if "gn_groups" in metadata else "")
+        runs = " / ".join(f"{100 * run['test_accuracy']:.2f}" for run in summary.get("runs", []))
+        mean = summary.get("test_accuracy")
+        rows.append([title, f"{metadata['parameters']:,}", str(metadata["epochs"]),
+                     f"**{100 * mean['mean']:.2f} ± {100 * mean['std']:.2f}%**" if mean else "–", runs or "–",
+                     f"{percent(metadata['train_accuracy'])} / {percent(metadata['test_accuracy'])}"])
+    return markdown_table(headers, rows)
+
+
+def differences_list(folder: CheckpointFolder) -> str:
+    _, differences = read_over_seeds(folder.results)
+    return "".join(f"- {difference['verdict']}.\n" for difference in differences.values() if "verdict" in difference)
+
+
+def grid_table(folder: CheckpointFolder) -> str:
+    """Network x recipe: the published runs, then every cell trained here, over its seeds."""
+    reference = ARCHITECTURES["reference"]
+    rows = [[f"reference ({count_parameters(build_model('reference', 'bn')):,} parameters), published: one run "
+             "per norm", *(percent(reference.published[norm].test_accuracy) for norm in NORMS)]]
+    cells = [("reference", "published", "reference × published recipe, reproduced here"),
+             ("reference", "ours", "reference × our recipe"),
+             (DEFAULT_ARCH, "published", f"ours ({count_parameters(build_model(DEFAULT_ARCH, 'bn')):,} parameters) "
+                                          "× published recipe"),
+             (DEFAULT_ARCH, "ours", "ours × ours (the shipped models)")]
+    for arch, recipe, title in cells:
+        cell = folder.grid_cell(arch, recipe)
+        models = read_results(cell.results)
+        over_seeds, _ = read_over_seeds(cell.results)
+        current = {norm: describes_current_network(metadata) for norm, metadata in models.items()}
+        rows.append([title, *(over_seeds_cell(over_seeds.get(norm)) if current.get(norm) else "not trained yet"
+                              for norm in NORMS)])
+    return markdown_table(["network × recipe (test accuracy)", *(NORMS[n].title for n in NORMS)], rows)
+
+
+def trial_setting(command: str) -> str:
+    """The settings a trial's command changed, e.g. "--lr 0.2 --seed 1"; "the recipe's defaults" when none."""
+    words, kept, skip = command.split()[3:], [], False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word in NOT_SETTINGS:
+            skip = word in ("--norm", "--data-dir", "--output-dir", "--state-dir", "--jobs")
+            continue
+        kept.append(word)
+    return " ".join(kept) or "the recipe's defaults"
+
+
+def trials_table(folder: CheckpointFolder, key: str) -> str:
+    """Every recorded trial with ``key`` (validation_accuracy or test_accuracy), one row per command."""
+    merged: dict[tuple[str, str], dict[str, str]] = {}  # one row per setting and device, whichever norms ran it
+    for trial in read_trials(folder.trials):
+        if "study" in trial:  # the search's own trials: `python -m training.search --record` reports them
+            continue
+        models = trial["models"]
+        if not any(key in model for model in models.values()):
+            continue
+        if key == "test_accuracy" and any("validation_accuracy" in model for model in models.values()):
+            continue  # runs on the validation split are in the validation table
+        row = merged.setdefault((trial_setting(trial["command"]), trial["device"].split(" (")[0]), {})
+        for norm, model in models.items():
+            if key in model:
+                row[norm] = percent(model[key]) if norm not in row else f"{row[norm]}, {percent(model[key])}"
+    rows = [[f"`{setting}`", device, *(cells.get(norm, "") for norm in NORMS)]
+            for (setting, device), cells in merged.items()]
+    return markdown_table(["settings changed (seed 0 unless said)", "device", *(NORMS[n].title for n in NORMS)],
+                          rows, right=2)
+
+
+def lab_table(name: str) -> Callable[[CheckpointFolder], str]:
+    def render(folder: CheckpointFolder) -> str:
+        results = read_lab_results(folder.lab, name)
+        if results is None:
+            return f"*Not measured: run `python -m training.lab {name}`.*\n"
+        setup, headers, rows = EXPERIMENTS[name].table(results)
+        return setup + "\n\n" + markdown_table(headers, rows)
+    return render
+
+
+def difference_cell(difference: dict[str, Any] | None) -> str:
+    """"+1.4 (+0.5 to +2.3)" in points, in bold when the interval excludes zero."""
+    if difference is None:
+        return "–"
+    def points(value: float) -> str:
+        return f"{100 * value:+.1f}".replace("-", "−")
+
+    if difference.get("low") is None:
+        return points(difference["estimate"])
+    text = f"{points(difference['estimate'])} ({points(difference['low'])} to {points(difference['high'])})"
+    return f"**{text}**" if difference.get("detected") else text
+
+
+PAIRS = [f"{a}-{b}" for i, a in enumerate(NORMS) for b in list(NORMS)[i + 1:]]
+PAIR_HEADERS = [f"{NORMS[p.split('-')[0]].short} − {NORMS[p.split('-')[1]].short}" for p in PAIRS]
+
+
+def robustness_differences(folder: CheckpointFolder) -> str:
+    results = read_lab_results(folder.lab, "robustness")
+    if results is None or "differences" not in results:
+        return "*Not measured over seeds: run `python -m training.lab robustness`.*\n"
+    from probes.corruptions import CORRUPTION_TITLES
+
+    titles = {"clean": "Clean", "average": "Average of the corruptions", **CORRUPTION_TITLES}
+    rows = [[titles.get(name, name), *(difference_cell(per_pair.get(pair)) for pair in PAIRS)]
+            for name, per_pair in results["differences"].items()]
+    return markdown_table(["Corruption (points)", *PAIR_HEADERS], rows)
+
+
+def calibration_differences(folder: CheckpointFolder) -> str:
+    results = read_lab_results(folder.lab, "calibration")
+    per_seed = (results or {}).get("per_seed", {})
+    if len(per_seed) < 2:
+        return "*Not measured over seeds: run `python -m training.lab calibration`.*\n"
+    from training.statistics import pairwise_differences
+
+    values = {norm: [seed["results"][norm]["ece"] for seed in per_seed.values()] for norm in NORMS}
+    differences = pairwise_differences(values)
+    row = [f"over seeds {', '.join(per_seed)}", *(difference_cell(differences.get(pair)) for pair in PAIRS)]
+    return markdown_table(["Expected calibration error (points)", *PAIR_HEADERS], [row])
+
+
+SECTIONS: dict[str, Callable[[CheckpointFolder], str]] = {
+    "results": results_table,
+    "differences": differences_list,
+    "grid": grid_table,
+    "validation_trials": lambda folder: trials_table(folder, "validation_accuracy"),
+    "test_trials": lambda folder: trials_table(folder, "test_accuracy"),
+    **{f"lab_{name}": lab_table(name) for name in EXPERIMENTS},
+    "lab_robustness_differences": robustness_differences,
+    "lab_calibration_differences": calibration_differences,
+}
+
+
+def render(text: str, folder: CheckpointFolder) -> str:
+    """``text`` with every generated section rebuilt from ``folder``; unknown section names raise ValueError."""
+    def rebuild(match: re.Match) -> str:
+        name = match["name"]
+        if name not in SECTIONS:
+            raise ValueError(f"README section {name!r} is not one of {', '.join(SECTIONS)}")
+        return match.group(1) + SECTIONS[name](folder) + match.group(4)
+
+    return MARKER.sub(rebuild, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.readme", description=__doc__.split("\n")[0])
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--checkpoint-dir", type=Path, default=DEFAULT_CHECKPOINT_DIR)
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if the README is out of date")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    updated = render(text, CheckpointFolder(args.checkpoint_dir))
+    before, after = ({m["name"]: m["body"] for m in MARKER.finditer(t)} for t in (text, updated))
+    stale = [name for name in before if before[name] != after[name]]
+    if args.check:
+        if stale:
+            print(f"{args.readme} disagrees with the files in {args.checkpoint_dir} in: {', '.join(stale)}; "
+                  "run `python -m training.readme` to rebuild it", file=sys.stderr)
+            return 1
+        return 0
+    if stale:
+        from artifacts.atomic import write_bytes
+
+        write_bytes(args.readme, updated.encode())
+    print(f"{args.readme}: {len(stale)} of {len(MARKER.findall(text))} generated sections rebuilt"
+          + (f" ({', '.join(stale)})" if stale else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""How long the server keeps a visitor's session: released after the file retention, or when the page closes.
+
+Gradio (6.31) keeps a ``SessionState`` for every session it has seen: the session's gr.State
+values (the classified image's pixels, its probabilities, the Mistakes tiles' rows), the
+components an event changed for it (the Mistakes filter's choices, the Grad-CAM images'
+labels), and its own copy of the configuration of every component on the page, built when the
+session starts: about 220 KB a visitor for this page under ``benchmarks/app_load.py
+--visitors``, against under 20 KB for the floor's page of two components. Its ``delete_state``
+empties a session's gr.State values when their ``time_to_live`` has passed, or an hour after
+the page closed, but keeps the ``SessionState`` itself: a session is forgotten only when
+``state_session_capacity`` (10,000) newer ones have come. A server that runs for months would
+carry the last 10,000 visitors' sessions, most of them long gone.
+
+``release_sessions`` drops a session (through Gradio's ``delete_state`` first, so each State's
+``delete_callback`` runs) once it has been idle for the retention, the same retention as
+uploaded files (``--file-retention``), or once its page has closed (Gradio marks the session
+closed when the page's heartbeat connection ends), whichever comes first. Gradio's
+``time_last_used`` moves on every event of the session, so a visitor who is still using the
+page keeps everything. A visitor who comes back after that gets a fresh session: the page
+still shows their results, Grad-CAM shows nothing until the next upload, and a Mistakes filter
+picked from choices only their session had is refused until they pick the model again.
+
+``release_idle_sessions`` runs it on the server's event loop, where Gradio itself reads and
+creates sessions, so no request sees a session vanish halfway.
+"""
+
+import asyncio
+import contextlib
+import datetime
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from gradio.state_holder import StateHolder
+
+log = logging.getLogger(__name__)
+
+
+def release_interval(retention: float) -> float:
+    """How often idle and closed sessions are looked for: a tenth of the retention, between 1 and 10 s."""
+    return float(min(10.0, max(1.0, retention / 10)))
+
+
+def release_sessions(holder: StateHolder, retention: float, now: datetime.datetime | None = None) -> int:
+    """Drop the sessions idle for ``retention`` seconds or whose page has closed; return how many went."""
+    now = now or datetime.datetime.now()
+    cutoff = now - datetime.timedelta(seconds=retention)
+    released = 0
+    for session_hash, session in list(holder.session_data.items()):
+        last_used = holder.time_last_used.get(session_hash)
+        if not session.is_closed and last_used is not None and last_used >= cutoff:
+            continue
+        holder.delete_state(session_hash)  # Gradio's own: each gr.State's delete_callback, then its value
+        with holder.lock:
+            holder.session_data.pop(session_hash, None)
+            holder.time_last_used.pop(session_hash, None)
+        released += 1
+    return released
+
+
+def release_idle_sessions(retention: float) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """A lifespan for ``demo.launch(app_kwargs={"lifespan": ...})``: releases sessions while the server runs."""
+
+    async def release_forever(holder: StateHolder) -> None:
+        while True:
+            await asyncio.sleep(release_interval(retention))
+            try:
+                release_sessions(holder, retention)
+            except Exception:  # noqa: BLE001 - a failed sweep is logged and the next one tries again
+                log.exception("releasing idle sessions failed")
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        task = asyncio.create_task(release_forever(app.state_holder))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return lifespan
