@@ -8,6 +8,8 @@
     <norm>_misclassified.png  ten mistakes, true and predicted class
     results.json              every model's metadata (artifacts.results)
     photos.json               the models on a folder of real photos, per class (artifacts.photos)
+    trials.json               every run behind a choice of setting (artifacts.trials), from search/journal.log
+    search/journal.log        the search's studies, Optuna's journal (training.search)
     curves.png                loss and accuracy per epoch, all models
     mistakes.npz              every test image some model gets wrong (artifacts.mistakes)
     examples/<class>.png      one test image per class, the app's examples
@@ -77,6 +79,10 @@ class CheckpointFolder:
     @property
     def trials(self) -> Path:
         return self.root / "trials.json"
+
+    @property
+    def search_journal(self) -> Path:
+        return self.root / "search" / "journal.log"
 
     @property
     def curves(self) -> Path:

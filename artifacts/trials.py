@@ -1,10 +1,13 @@
 """``trials.json``: every training run behind a choice of setting, each with the command that made it.
 
-One record per command: the command as typed (folders as placeholders), where it ran, and
-per model its settings and accuracies, with the validation accuracy when the run held the
-validation split out. Choices are made on that; runs recorded before the split existed
-report test accuracy only, and the README says which choices rest on them. The writer
-appends a record (rewriting the file atomically) and the reader returns them all.
+Generated from the search's journal (``checkpoints/search/journal.log``, ``training.search.record``),
+which is the one record of trials: never edited by hand. One record per run made by hand: the
+command as typed (folders as placeholders), where it ran, and per model its settings and
+accuracies, with the validation accuracy when the run held the validation split out. Choices
+are made on that; runs recorded before the split existed report test accuracy only, and the
+README says which choices rest on them. Then one record per trial of the search (``study``,
+``trial``, ``state``, ``value``, the ``commands`` that repeat it, its ``params`` and ``models``).
+The writer rewrites the whole file atomically and the reader returns the records.
 """
 
 import json
@@ -14,8 +17,10 @@ from typing import Any
 
 from artifacts.atomic import write_json
 
-NOTE = ("Every training run behind a choice of setting. Settings are chosen on validation_accuracy (the fixed "
-        "validation split held out); records without it were compared on test accuracy, before the split existed.")
+NOTE = ("Every training run behind a choice of setting, generated from checkpoints/search/journal.log (the record "
+        "itself; `python -m training.search --record` prints it). Settings are chosen on validation_accuracy (the "
+        "fixed validation split held out); records without it were compared on test accuracy, before the split "
+        "existed.")
 # Per model: the settings and the numbers a trial is compared on.
 MODEL_KEYS = (
     "arch", "norm", "recipe", "seed", "epochs", "batch_size", "lr", "crop_padding", "weight_decay",
@@ -67,11 +72,13 @@ def read_trials(path: Path) -> list[dict[str, Any]]:
     return saved["trials"]
 
 
-def add_trial(path: Path, command: str, device: str, models: dict[str, dict[str, Any]],
-              note: str | None = None) -> dict[str, Any]:
-    """Append one trial (``models``: checkpoint metadata by name) and return the record written."""
-    trials = read_trials(path)
-    record = {"command": command, "device": device, **({"note": note} if note else {}),
-              "models": {name: model_record(metadata) for name, metadata in models.items()}}
-    write_json(path, {"note": NOTE, "trials": [*trials, record]})
-    return record
+def trial_record(command: str, device: str, models: dict[str, dict[str, Any]], note: str | None = None
+                 ) -> dict[str, Any]:
+    """One run made by hand as the file keeps it (``models``: checkpoint metadata by name)."""
+    return {"command": command, "device": device, **({"note": note} if note else {}),
+            "models": {name: model_record(metadata) for name, metadata in models.items()}}
+
+
+def write_trials(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write the whole file: every record, in order."""
+    write_json(path, {"note": NOTE, "trials": records})

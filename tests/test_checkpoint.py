@@ -105,17 +105,18 @@ def test_saving_refuses_incomplete_metadata(tmp_path: Path) -> None:
         save_checkpoint(build_model("reference", "bn"), tmp_path / "x.safetensors", {"arch": "reference"})
 
 
-def test_trials_are_appended_with_folders_hidden(tmp_path: Path) -> None:
-    from artifacts.trials import TrialsError, add_trial, command_line, read_trials
+def test_trials_are_written_with_folders_hidden(tmp_path: Path) -> None:
+    from artifacts.trials import TrialsError, command_line, read_trials, trial_record, write_trials
 
     command = command_line("python -m training", ["--norm", "gn", "--data-dir", "/home/me/data",
                                                   "--output-dir=/tmp/out", "--lr", "0.2"])
     assert command == "python -m training --norm gn --data-dir PATH --output-dir=PATH --lr 0.2"
     path = tmp_path / "trials.json"
     assert read_trials(path) == []
-    add_trial(path, command, "CPU (2 threads)", {"gn": {"norm": "gn", "lr": 0.2, "validation_accuracy": 0.84,
-                                                        "mean": [0.5], "classes": ["cat"]}})
-    add_trial(path, "python -m training --norm ln", "CPU (2 threads)", {"ln": {"norm": "ln"}}, note="a note")
+    write_trials(path, [
+        trial_record(command, "CPU (2 threads)", {"gn": {"norm": "gn", "lr": 0.2, "validation_accuracy": 0.84,
+                                                         "mean": [0.5], "classes": ["cat"]}}),
+        trial_record("python -m training --norm ln", "CPU (2 threads)", {"ln": {"norm": "ln"}}, note="a note")])
     trials = read_trials(path)
     assert [t["command"] for t in trials] == [command, "python -m training --norm ln"]
     assert trials[0]["models"]["gn"] == {"norm": "gn", "lr": 0.2, "validation_accuracy": 0.84}  # settings only
@@ -129,11 +130,16 @@ def test_the_shipped_trials_record_each_command_without_folders() -> None:
     from artifacts.trials import read_trials
 
     trials = read_trials(CheckpointFolder(CHECKPOINTS).trials)
-    assert trials and all(t["command"].startswith("python -m training") for t in trials)
-    for trial in trials:
+    by_hand = [t for t in trials if "study" not in t]
+    assert by_hand and all(t["command"].startswith("python -m training") for t in by_hand)
+    for trial in by_hand:
         assert "/" not in trial["command"].replace("PATH", "") and trial["models"]
         for model in trial["models"].values():
             assert {"norm", "lr", "test_accuracy"} <= set(model)
+    for trial in trials[len(by_hand):]:  # the search's trials: commands to repeat them, and never a test accuracy
+        assert "study" in trial and all(c.startswith("python -m training ") and "/" not in c.replace("PATH", "")
+                                        for c in trial["commands"].values())
+        assert all("test_accuracy" not in model for model in trial["models"].values())
 
 
 SHIPPED_WEIGHTS = sorted(CHECKPOINTS.rglob("*.safetensors"))

@@ -40,3 +40,17 @@ def test_a_changed_number_in_the_files_is_caught(tmp_path: Path, capsys: pytest.
 def test_an_unknown_section_is_refused() -> None:
     with pytest.raises(ValueError, match="'headline' is not one of"):
         render("<!-- generated: headline -->\nold\n<!-- end: headline -->\n", CheckpointFolder(CHECKPOINTS))
+
+
+def test_the_searchs_trials_stay_out_of_the_tables_of_runs_made_by_hand(tmp_path: Path) -> None:
+    from artifacts.trials import read_trials, write_trials
+    from training.readme import trials_table
+
+    folder = CheckpointFolder(tmp_path)
+    by_hand = read_trials(CheckpointFolder(CHECKPOINTS).trials)
+    searched = {"study": "screen", "trial": 0, "state": "COMPLETE", "value": 0.9, "device": "CPU (1 thread)",
+                "commands": {"bn": "python -m training --norm bn --validation"}, "params": {},
+                "models": {"bn": {"norm": "bn", "validation_accuracy": 0.9}}}
+    write_trials(folder.trials, [*by_hand, searched])
+    assert trials_table(folder, "validation_accuracy") == trials_table(CheckpointFolder(CHECKPOINTS),
+                                                                        "validation_accuracy")

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from artifacts.folder import DEFAULT_CHECKPOINT_DIR, CheckpointFolder, default_checkpoint_dir
-from artifacts.trials import TrialsError, add_trial, command_line
+from artifacts.trials import TrialsError, command_line, trial_record
 from artifacts.weights import CheckpointError, read_metadata
 from model import NORMS, build_model
 from training.config import TrainConfig, add_config_arguments, config_from_arguments
@@ -40,9 +40,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                         help="train this many seeds, from --seed up: seed 0 is the shipped model, the others go "
                         "to <output-dir>/seeds/<seed>/ for the numbers over seeds in results.json (default 1)")
     parser.add_argument("--record-trial", action="store_true",
-                        help="when done, add this command and its models' settings and accuracies to "
-                        f"{CheckpointFolder(default_checkpoint_dir()).trials}, the record of every run behind a "
-                        "choice of setting")
+                        help="when done, add this command and its models' settings and accuracies to the record "
+                        "of every run behind a choice of setting "
+                        f"({CheckpointFolder(default_checkpoint_dir()).search_journal}, study 'recorded'; "
+                        f"{CheckpointFolder(default_checkpoint_dir()).trials} is rewritten from it)")
     parser.add_argument("--restart", action="store_true", help="ignore any saved state and train from scratch")
     parser.add_argument("--summary", action="store_true", help="print the model summary table and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines only)")
@@ -69,9 +70,14 @@ def record_trial(argv: list[str], configs: list[TrainConfig], output_dir: Path, 
     several_seeds = len({config.seed for config in configs}) > 1
     models = {f"{config.norm}-seed{config.seed}" if several_seeds else config.norm:
               read_metadata(folder.seed_folder(config.seed).weights(config.norm)) for config in configs}
-    trials = CheckpointFolder(default_checkpoint_dir()).trials
-    add_trial(trials, command_line("python -m training", argv), device, models)
-    print(f"recorded the trial in {trials}")
+    from training.search.record import record_run, recorded_study, write_trials_file
+    from training.search.storage import HeartbeatJournalStorage
+
+    project = CheckpointFolder(default_checkpoint_dir())
+    storage = HeartbeatJournalStorage(project.search_journal)
+    record_run(recorded_study(storage), trial_record(command_line("python -m training", argv), device, models))
+    write_trials_file(storage, project.trials)
+    print(f"recorded the trial in {project.search_journal} (study 'recorded') and {project.trials}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,6 +124,8 @@ def trials_table(folder: CheckpointFolder, key: str) -> str:
     """Every recorded trial with ``key`` (validation_accuracy or test_accuracy), one row per command."""
     merged: dict[tuple[str, str], dict[str, str]] = {}  # one row per setting and device, whichever norms ran it
     for trial in read_trials(folder.trials):
+        if "study" in trial:  # the search's own trials: `python -m training.search --record` reports them
+            continue
         models = trial["models"]
         if not any(key in model for model in models.values()):
             continue

@@ -1,0 +1,236 @@
+"""python -m training.search: the space, the journal with heartbeats, the record, and a study end to end."""
+
+import json
+import os
+import queue
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+import training.search.runner as runner
+from artifacts.trials import read_trials
+from tests.app_server import ROOT
+from training.__main__ import parse_args as training_args
+from training.config import TrainConfig
+from training.data import Split
+from training.search.__main__ import main
+from training.search.record import (
+    RECORDED,
+    SCREEN,
+    describe,
+    import_trials,
+    record_run,
+    recorded_study,
+    trial_records,
+)
+from training.search.space import ARCHS, baseline, command, suggest, trial_configs
+from training.search.storage import HOST, HeartbeatJournalStorage, SearchError, open_study
+
+NORMS = ["bn", "gn", "ln"]
+SHIPPED_TRIALS = ROOT / "checkpoints" / "trials.json"
+
+
+def storage_in(tmp_path: Path, **options) -> HeartbeatJournalStorage:
+    return HeartbeatJournalStorage(tmp_path / "search" / "journal.log", **options)
+
+
+# ---- the space ------------------------------------------------------------------------------------------
+
+def test_the_first_trial_of_a_study_is_exactly_the_shipped_recipe_on_validation() -> None:
+    for config in trial_configs(baseline(NORMS), NORMS, epochs=20):
+        assert config == TrainConfig(norm=config.norm, validation=True), config.norm
+
+
+@pytest.mark.parametrize("choices", [
+    {},  # the shipped recipe
+    {"arch": "separable", "lr_scale_bn": 1.7, "lr_scale_gn": 0.6, "lr_scale_ln": 1.234567, "weight_decay": 1.5e-4,
+     "label_smoothing": 0.2, "crop_padding": 4, "crop_scale": 0.5, "crop_ratio": 1.33, "color_jitter": 0.4,
+     "flips": "alternate", "ema_decay": 0.995, "dirac_init": True, "schedule": "cosine", "warmup_fraction": 0.1,
+     "gn_groups": 8},
+])
+def test_each_trial_command_trains_exactly_the_trials_config(choices: dict) -> None:
+    params = suggest(optuna.trial.FixedTrial({**baseline(NORMS), **choices}), NORMS)
+    for config in trial_configs(params, NORMS, epochs=8, train_subset=3000):
+        words = shlex.split(command(config).replace("PATH", "data"))
+        assert words[:3] == ["python", "-m", "training"]
+        _, [parsed] = training_args(words[3:])
+        assert parsed == config, config.norm
+    assert set(ARCHS) >= {"residual", "residual-silu", "separable"} and ARCHS[0] == "residual"
+
+
+# ---- the journal and its heartbeats -------------------------------------------------------------------------
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_killed_workers_trial_is_failed_and_queued_again_with_its_choices(tmp_path: Path) -> None:
+    storage = storage_in(tmp_path, grace_period=600)
+    study = open_study(storage, SCREEN, {"epochs": 2})
+    trial = study.ask()
+    trial.suggest_float("lr_scale_bn", 0.5, 2.0)
+    frozen = lambda: storage.get_trial(trial._trial_id)  # noqa: E731
+
+    def beat(worker: str, age: float = 0.0) -> None:
+        storage.set_trial_system_attr(trial._trial_id, "heartbeat", {"at": time.time() - age, "worker": worker})
+
+    beat(f"{HOST}:{os.getpid()}")
+    assert not storage.is_stale(frozen())  # alive, here
+    beat("elsewhere:1")
+    assert not storage.is_stale(frozen())  # heard from lately, on another machine
+    assert storage.is_stale(frozen(), now=time.time() + 601)  # not heard from within the grace period
+    beat("elsewhere:1", age=3600)  # a heartbeat from before the trial started: its predecessor's, when retried
+    assert not storage.is_stale(frozen()) and storage.is_stale(frozen(), now=time.time() + 601)
+    beat(f"{HOST}:{dead_pid()}")
+    assert storage.is_stale(frozen())  # its process is gone from this machine: at once
+
+    optuna.storages.fail_stale_trials(study)
+    failed, retry = study.get_trials()
+    assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING
+    assert retry.params == failed.params and retry.system_attrs["failed_trial"] == failed.number
+
+
+def test_a_study_refuses_a_worker_with_other_settings(tmp_path: Path) -> None:
+    storage = storage_in(tmp_path)
+    open_study(storage, SCREEN, {"epochs": 8, "norms": NORMS})
+    open_study(storage, SCREEN, {"epochs": 8, "norms": NORMS})  # the same: fine
+    with pytest.raises(SearchError, match="epochs: the study has 8, this command 6"):
+        open_study(storage, SCREEN, {"epochs": 6, "norms": NORMS})
+    lines = (tmp_path / "search" / "journal.log").read_text().splitlines()
+    assert sum('"op_code":0' in line for line in lines) == 1  # opening again writes no second creation
+
+
+# ---- the record -------------------------------------------------------------------------------------------------
+
+def test_the_runs_made_by_hand_fold_into_the_journal_and_come_back_out_unchanged(tmp_path: Path) -> None:
+    storage = storage_in(tmp_path)
+    shipped = read_trials(SHIPPED_TRIALS)
+    by_hand = [record for record in shipped if "study" not in record]
+    assert import_trials(storage, SHIPPED_TRIALS) == len(by_hand)
+    assert import_trials(storage, SHIPPED_TRIALS) == 0  # already there
+    assert trial_records(storage) == by_hand
+    recorded = optuna.load_study(study_name=RECORDED, storage=storage).get_trials()
+    for trial, record in zip(recorded, by_hand, strict=True):
+        accuracies = [model.get("validation_accuracy") for model in record["models"].values()]
+        if None in accuracies:
+            assert trial.state == TrialState.FAIL and "no validation value" in trial.user_attrs["no_validation"]
+        else:
+            assert trial.state == TrialState.COMPLETE
+            assert trial.value == pytest.approx(sum(accuracies) / len(accuracies))
+    assert f"{len(by_hand)} runs" in describe(storage, "journal.log")
+    partly = {"command": "python -m training --norm all", "device": "CPU",
+              "models": {"bn": {"validation_accuracy": 0.8}, "gn": {"test_accuracy": 0.8}}}
+    assert record_run(recorded_study(storage), partly).state == TrialState.FAIL  # no mean of all its models
+
+
+def test_the_shipped_journal_is_the_source_of_trials_json() -> None:
+    storage = HeartbeatJournalStorage(ROOT / "checkpoints" / "search" / "journal.log")
+    assert trial_records(storage) == read_trials(SHIPPED_TRIALS)
+
+
+# ---- a trial's training never sees the test set --------------------------------------------------------------------
+
+def test_a_trial_trains_on_the_45000_and_evaluates_on_the_5000_validation_images_only(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat_interleave(550)  # 500 per class for the validation split, 50 to train on
+    fake = Split(torch.randint(0, 256, (5500, 3, 32, 32), dtype=torch.uint8, generator=generator), labels)
+    loaded, splits = [], []
+
+    def load_split(root: Path, train: bool, download: bool = False) -> Split:
+        loaded.append(train)
+        return fake
+
+    real_train = runner.train
+
+    def train(config, train_split, eval_split, *args, **kwargs):
+        splits.append((len(train_split), len(eval_split)))
+        return real_train(config, train_split, eval_split, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "load_split", load_split)
+    monkeypatch.setattr(runner, "train", train)
+    [config] = trial_configs(baseline(["bn"]), ["bn"], epochs=1, train_subset=256)
+    messages: queue.Queue = queue.Queue()
+    runner.train_norm(config, tmp_path, torch.device("cpu"), tmp_path / "state", torch.get_num_threads(), messages)
+    kind, norm, record = messages.get_nowait()
+    assert (kind, norm) == ("epoch", "bn") and "val_accuracy" in record and "test_accuracy" not in record
+    assert messages.get_nowait() == ("done", "bn", None)
+    assert loaded == [True] and splits == [(500, 5000)]
+
+
+# ---- a study end to end: screened, pruned, killed and resumed ------------------------------------------------------
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {seconds:.0f} s for {what}")
+        time.sleep(1)
+
+
+def test_a_study_screens_prunes_and_continues_a_killed_workers_trial(cifar_dir: Path, tmp_path: Path,
+                                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    checkpoints, states = tmp_path / "checkpoints", tmp_path / "runs"
+    common = ["--checkpoint-dir", str(checkpoints), "--state-dir", str(states), "--data-dir", str(cifar_dir),
+              "--norms", "bn", "--epochs", "3", "--train-subset", "3000", "--prune-startup", "1",
+              "--prune-warmup", "2", "--trials", "1"]
+    storage = HeartbeatJournalStorage(checkpoints / "search" / "journal.log")
+
+    def study() -> optuna.Study:
+        return optuna.load_study(study_name=SCREEN, storage=HeartbeatJournalStorage(storage.path))
+
+    assert main(common) == 0  # a new study's first trial: the shipped recipe
+    [first] = study().get_trials()
+    assert first.state == TrialState.COMPLETE and first.params == baseline(["bn"])
+
+    # A learning rate ten thousand times too small learns nothing: pruned after epoch 2 (of 3) against the first.
+    study().enqueue_trial({**baseline(["bn"]), "lr_scale_bn": 1e-4})
+    assert main(common) == 0
+    pruned = study().get_trials()[1]
+    assert pruned.state == TrialState.PRUNED and sorted(pruned.intermediate_values) == [1, 2]
+
+    # A worker killed after its trial's first epoch, with its training processes. (These workers prune nothing:
+    # pruning is each worker's own setting, and this trial is to run to its end.)
+    common += ["--prune-startup", "100"]
+    study().enqueue_trial({**baseline(["bn"]), "weight_decay": 0.001})
+    with open(tmp_path / "killed.log", "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "training.search", *common], cwd=ROOT, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: len(study().get_trials()) == 3 and 1 in study().get_trials()[2].intermediate_values, 600,
+                 "the third trial's first epoch")
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    assert study().get_trials()[2].state == TrialState.RUNNING
+    capfd.readouterr()
+
+    # The next worker fails the killed trial, queues it again and continues it from its saved epoch.
+    assert main(common) == 0
+    output = capfd.readouterr().out
+    trials = study().get_trials()
+    killed, retried = trials[2], trials[3]
+    assert killed.state == TrialState.FAIL and retried.state == TrialState.COMPLETE
+    assert retried.params == killed.params and retried.system_attrs["failed_trial"] == 2
+    assert "Resuming residual/bn" in output and "after epoch 1" in output
+    assert retried.intermediate_values[1] == killed.intermediate_values[1]
+    assert sorted(retried.intermediate_values) == [1, 2, 3]
+
+    records = [record for record in read_trials(checkpoints / "trials.json") if record.get("study") == SCREEN]
+    assert [record["state"] for record in records] == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE"]
+    assert records[3]["retry_of"] == 2 and records[3]["models"]["bn"]["epochs_trained"] == 3
+    assert all("test_accuracy" not in model for record in records for model in record["models"].values())
+    assert "4 trials: 2 complete, 1 pruned, 1 failed" in describe(storage, "journal")
+    assert not any((states / SCREEN).iterdir())  # the finished trials' states are gone
+    saved = json.loads((checkpoints / "trials.json").read_text())
+    assert saved["trials"] == trial_records(storage)

@@ -1,0 +1,75 @@
+"""What the search may change, as Optuna suggestions, and the training configs a set of choices makes.
+
+Every setting here is one of ``TrainConfig``'s (``training/config.py``): a trial's choices are
+plain training runs, each of which ``python -m training`` can repeat with the command
+``commands`` gives. The network and the levers are shared by the three norms (one network
+trained three times is what the project compares); the learning rate is scaled per norm from
+the architecture's own, and the group count only reaches GroupNorm.
+"""
+
+from typing import Any
+
+import optuna
+
+from model import ARCHITECTURES, DEFAULT_ARCH
+from training.config import TrainConfig, option_words
+
+# The residual network first: TPE's start is random anyway, but a reader of the space sees the baseline.
+ARCHS = [DEFAULT_ARCH, *(name for name, record in ARCHITECTURES.items() if record.candidate)]
+
+
+def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
+    """One set of choices for ``trial``: the same names and distributions in every trial of a study."""
+    params: dict[str, Any] = {"arch": trial.suggest_categorical("arch", ARCHS)}
+    for norm in norms:
+        # A factor on the architecture's own peak rate for the norm (0.3 / 0.2 / 0.1 for the residual family).
+        params[f"lr_scale_{norm}"] = trial.suggest_float(f"lr_scale_{norm}", 0.5, 2.0, log=True)
+    params.update(
+        weight_decay=trial.suggest_float("weight_decay", 1e-4, 2e-3, log=True),
+        label_smoothing=trial.suggest_categorical("label_smoothing", [0.0, 0.1, 0.2]),
+        crop_padding=trial.suggest_categorical("crop_padding", [0, 2, 4]),
+        crop_scale=trial.suggest_categorical("crop_scale", [1.0, 0.75, 0.5, 0.35]),
+        crop_ratio=trial.suggest_categorical("crop_ratio", [1.0, 1.33]),
+        color_jitter=trial.suggest_categorical("color_jitter", [0.0, 0.1, 0.2, 0.4]),
+        flips=trial.suggest_categorical("flips", ["random", "alternate"]),
+        ema_decay=trial.suggest_categorical("ema_decay", [0.0, 0.99, 0.995]),
+        dirac_init=trial.suggest_categorical("dirac_init", [False, True]),
+        schedule=trial.suggest_categorical("schedule", ["one-cycle", "cosine"]),
+        warmup_fraction=trial.suggest_categorical("warmup_fraction", [0.1, 0.25]),
+    )
+    if "gn" in norms:
+        params["gn_groups"] = trial.suggest_categorical("gn_groups", [2, 4, 8])
+    return params
+
+
+def baseline(norms: list[str]) -> dict[str, Any]:
+    """The shipped recipe in the space's terms: the first trial of a new study, so every other is compared with it."""
+    default = TrainConfig()
+    return {"arch": DEFAULT_ARCH, **{f"lr_scale_{norm}": 1.0 for norm in norms},
+            "weight_decay": default.weight_decay, "label_smoothing": default.label_smoothing,
+            "crop_padding": default.crop_padding, **default.lever_defaults(),
+            **({"gn_groups": default.gn_groups} if "gn" in norms else {})}
+
+
+def trial_configs(params: dict[str, Any], norms: list[str], epochs: int, seed: int = 0,
+                  train_subset: int | None = None, validation: bool = True) -> list[TrainConfig]:
+    """One config per norm, ``epochs`` long, with the validation split held out (the search never sees the test set;
+    ``validation=False`` gives the configs that train the shipped models on all 50,000 images)."""
+    settings = {key: value for key, value in params.items()
+                if not key.startswith("lr_scale_") and key not in ("gn_groups", "seed")}
+    settings["weight_decay"] = float(f"{settings['weight_decay']:.4g}")  # a command one can read; 0.01% apart
+    architecture = ARCHITECTURES[params["arch"]]
+    return [TrainConfig(**settings, norm=norm, epochs=epochs, seed=params.get("seed", seed), validation=validation,
+                        train_subset=train_subset, lr=round(architecture.lr[norm] * params[f"lr_scale_{norm}"], 6),
+                        gn_groups=params.get("gn_groups") if norm == "gn" else None)
+            for norm in norms]
+
+
+def command(config: TrainConfig) -> str:
+    """The ``python -m training`` command that trains this config, every setting spelled out, folders as PATH."""
+    settings = {"norm": config.norm, "arch": config.arch, "epochs": config.epochs, "lr": config.lr,
+                "batch_size": config.batch_size, "weight_decay": config.weight_decay,
+                "label_smoothing": config.label_smoothing, "crop_padding": config.crop_padding,
+                "gn_groups": config.gn_groups if config.norm == "gn" else None, **config.levers(),
+                "seed": config.seed, "train_subset": config.train_subset, "validation": config.validation}
+    return " ".join(["python -m training", *option_words(settings), "--data-dir PATH"])
