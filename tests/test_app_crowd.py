@@ -24,7 +24,7 @@ from artifacts.mistakes import MistakeSet, load_mistakes
 from model import NORMS
 from tests.app_server import Server, app_server
 from tests.conftest import read_png
-from webapp.callbacks import LABELS, TOP_CLASS, Handlers
+from webapp.callbacks import CAMS, LABELS, TOP_CLASS, Handlers
 from webapp.inference import ModelBank, load_bank
 from webapp.lab import LabDemo
 from webapp.layout import _example_pixels
@@ -154,17 +154,17 @@ def test_64_clients_asking_for_grad_cam_at_once_all_get_complete_answers(crowd: 
                                                                          dog: Path) -> None:
     pixels = prepare(dog)[0]
     handlers = Handlers(bank, None)
-    cams = handlers.explain(pixels, LAST_LAYER, OPACITY, TOP_CLASS).values()
-    expected = [png_pixels(cam.value["path"]) for cam in cams]
+    cams = handlers.explain(pixels, LAST_LAYER, OPACITY, TOP_CLASS)
+    expected = [png_pixels(cams[name]) for name in CAMS.values()]
     assert_no_failures(all_at_once(CROWD, lambda i: classify(crowd[i], dog)), "classifications")
     for round_ in range(ROUNDS):
         results = all_at_once(CROWD, lambda i: crowd[i].predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam"))
         assert_no_failures(results, f"Grad-CAM calls in round {round_ + 1}")
-        for i, cams in enumerate(results):
-            assert [cam["label"] for cam in cams] == [f"Where {title} looks for “dog”" for title in
-                                                      ("BatchNorm", "GroupNorm", "LayerNorm")], f"client {i}"
+        for i, (*cams, note) in enumerate(results):
+            assert note.split(" · ") == [f"Where {title} looks for “dog”" for title in
+                                         ("BatchNorm", "GroupNorm", "LayerNorm")], f"client {i}"
             for cam, want in zip(cams, expected, strict=True):
-                got = png_pixels(cam["value"])
+                got = png_pixels(cam)
                 assert got.shape == want.shape == (224, 224, 3), f"client {i}"
                 # The server runs one PyTorch thread, this process maybe more: the sums may round differently.
                 difference = np.abs(got.astype(int) - want.astype(int))
@@ -235,7 +235,7 @@ def test_64_threads_classifying_and_explaining_the_same_upload(handlers: Handler
         return handlers.explain(pixels, LAST_LAYER, OPACITY, TOP_CLASS)
 
     def cam_paths(cams: dict) -> list[str]:
-        return [cam.value["path"] for cam in cams.values()]
+        return [cams[name] for name in CAMS.values()]
 
     alone = [png_pixels(path) for path in cam_paths(explain())]
     assert all(cam.shape == (224, 224, 3) for cam in alone)
@@ -364,7 +364,7 @@ def test_uploads_and_generated_images_go_after_the_retention_time(checkpoint_dir
         api = Client(server.url, verbose=False, analytics_enabled=False, download_files=False)
         result = classify(api, photo)
         cams = api.predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam")
-        generated = {result[0]["path"], *(cam["value"]["path"] for cam in cams)}
+        generated = {result[0]["path"], *(cam["path"] for cam in cams[:3])}
         files, _ = listing(folder)
         new = {folder / name for name in files - kept_files}
         uploads = {path for path in new if path.name == photo.name}

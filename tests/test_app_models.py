@@ -19,7 +19,7 @@ from artifacts.mistakes import MistakesError, load_mistakes
 from artifacts.results import write_results
 from model import NORMS, standardize
 from tests.conftest import read_png
-from webapp.callbacks import CLASSIFY_OUTPUTS, LABELS, TOP_CLASS, Handlers
+from webapp.callbacks import CAM_NOTE, CAMS, CLASSIFY_OUTPUTS, LABELS, TOP_CLASS, Handlers
 from webapp.charts import probability_chart
 from webapp.gradcam import feature_layers, grad_cam, overlay
 from webapp.inference import ModelBank, load_bank
@@ -223,8 +223,11 @@ def test_handlers_classify_explain_and_relabel(bank: ModelBank, examples: dict[s
     assert "All three models say <b>ship</b>" in verdict and "<svg" in chart and "ms" in timing
     assert [len(label) for label in handlers.labels(state, 10).values()] == [10, 10, 10]
     assert [len(label) for label in handlers.labels(state, 99).values()] == [10, 10, 10]  # never more than ten
-    cams = list(handlers.explain(pixels, handlers.layers[-1].index, 0.5, TOP_CLASS).values())
-    assert len(cams) == 3 and all(read_png(cam.value["path"]).shape == (224, 224, 3) for cam in cams)
+    explained = handlers.explain(pixels, handlers.layers[-1].index, 0.5, TOP_CLASS)
+    cams = [explained[name] for name in CAMS.values()]
+    assert len(cams) == 3 and all(read_png(cam).shape == (224, 224, 3) for cam in cams)
+    assert explained[CAM_NOTE].split(" · ") == [f"Where {title} looks for “ship”"
+                                                for title in ("BatchNorm", "GroupNorm", "LayerNorm")]
     cleared = handlers.classify(None, "crop", 3)  # a cleared input clears the outputs
     assert set(cleared) == set(CLASSIFY_OUTPUTS) and cleared["preview"] is None and cleared["label_bn"] is None
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from gradio.state_holder import StateHolder
+from gradio.state_holder import SessionState, StateHolder
 from gradio_client import Client, handle_file
 
 from tests.app_server import Server, app_server
-from webapp.sessions import release_interval, release_sessions
+from webapp.layout import build_demo
+from webapp.sessions import LeanSessionState, release_interval, release_sessions
 
 RETENTION = 8  # seconds, for the server tests; long enough for a slow shared CPU to answer in between
 LEFT = 8  # sessions that classify once and are then left idle
@@ -49,6 +50,31 @@ def test_idle_and_closed_sessions_are_released_and_active_ones_kept() -> None:
     assert sorted(released_values) == ["closed's image", "idle's image", "long-gone's image"]
     assert holder["almost"][state._id] == "almost's image"
     assert release_sessions(holder, retention=10, now=now) == 0
+
+
+def test_a_lean_session_has_every_attribute_of_gradios_own() -> None:
+    with gr.Blocks() as demo:
+        gr.State()
+        gr.Textbox()
+    assert set(vars(LeanSessionState(demo))) == set(vars(SessionState(demo)))
+    assert len(SessionState(demo).config_values) >= 2 and LeanSessionState(demo).config_values == {}
+
+
+def test_a_session_keeps_its_values_but_no_copy_of_the_page(checkpoint_dir: Path) -> None:
+    """The app's sessions hold the classified image and the Grad-CAM layer, not every component's settings."""
+    demo = build_demo(checkpoint_dir)
+    demo.queue()
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        api = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+        classify(api, checkpoint_dir / "examples" / "ship.png")
+        assert explained(api) == looks_for("ship")
+        (session,) = demo.server_app.state_holder.session_data.values()
+        assert isinstance(session, LeanSessionState) and session.config_values == {}
+        pixels = [value for value in session.state_data.values() if getattr(value, "shape", None) == (32, 32, 3)]
+        assert len(pixels) == 1
+    finally:
+        demo.close()
 
 
 def test_sessions_are_looked_for_often_enough_for_the_retention() -> None:
@@ -81,9 +107,11 @@ def classify(api: Client, path: Path) -> float:
 
 
 def explained(api: Client) -> list[str | None]:
-    """The Grad-CAM labels for the session's last image; [None, None, None] when the session holds none."""
-    cams = api.predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam")
-    return [cam.get("label") if isinstance(cam, dict) and cam.get("value") else None for cam in cams]
+    """What each Grad-CAM map explains for the session's last image; [None, None, None] when it holds none."""
+    *cams, note = api.predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam")
+    if not all(isinstance(cam, dict) and cam.get("path") for cam in cams):
+        return [None] * len(cams)
+    return note.split(" · ")
 
 
 def looks_for(name: str) -> list[str]:

@@ -29,6 +29,8 @@ NO_CLASS = "any"
 # Output names: one label and one Grad-CAM image per norm.
 LABELS = {norm: f"label_{norm}" for norm in NORMS}
 CAMS = {norm: f"cam_{norm}" for norm in NORMS}
+CAM_NOTE = "cam_note"  # which class each Grad-CAM map explains
+EXPLAIN_OUTPUTS = (*CAMS.values(), CAM_NOTE)
 CLASSIFY_OUTPUTS = ("preview", *LABELS.values(), "chart", "verdict", "input_note", "timing", "pixels", "probabilities")
 
 
@@ -117,8 +119,8 @@ class Handlers:
 
     def clear(self) -> dict[str, Any]:
         """Empty values for the classify outputs and the Grad-CAM images."""
-        empty = {name: None for name in (*CLASSIFY_OUTPUTS, *CAMS.values())}
-        return {**empty, "chart": "", "verdict": "", "input_note": "", "timing": ""}
+        empty = {name: None for name in (*CLASSIFY_OUTPUTS, *EXPLAIN_OUTPUTS)}
+        return {**empty, "chart": "", "verdict": "", "input_note": "", "timing": "", CAM_NOTE: ""}
 
     def classify(self, image: Any, fit: str = "crop", top_k: Any = 3, views: str | None = "single") -> dict[str, Any]:
         """Uploaded file -> preview, three label values, chart, verdict, notes, and the states for later events.
@@ -176,9 +178,13 @@ class Handlers:
         }
 
     def explain(self, pixels: np.ndarray | None, layer: Any, opacity: Any, target: Any) -> dict[str, Any]:
-        """Grad-CAM overlays, one per norm (``None`` for an unavailable model)."""
+        """Grad-CAM overlays, one per norm (``None`` for an unavailable model), and the class each one explains.
+
+        Plain values only: an image returned as a component (to change its label) would make Gradio
+        build a new component and its configuration for every call.
+        """
         if pixels is None:
-            return dict.fromkeys(CAMS.values())
+            return {**dict.fromkeys(CAMS.values()), CAM_NOTE: ""}
         pixels = np.asarray(pixels, dtype=np.uint8)
         try:
             layer = int(layer)
@@ -188,16 +194,19 @@ class Handlers:
             raise gr.Error("Layer, class and opacity must be numbers.", title="Invalid option") from None
         classes = self.bank.classes
         outputs: dict[str, Any] = {}
+        notes = []
         for norm, name in CAMS.items():
             loaded = self.bank.models.get(norm)
             if loaded is None:
-                outputs[name] = gr.Image(value=None, label=f"{NORMS[norm].title} (unavailable)")
+                outputs[name] = None
+                notes.append(f"{NORMS[norm].title} is unavailable")
                 continue
             index = min(max(layer, 0), len(loaded.network.features) - 1)
             chosen = None if target == TOP_CLASS else int(np.clip(target, 0, len(classes) - 1))
             cam, explained = grad_cam(loaded.network, loaded.input(pixels), index, chosen)
-            label = f"Where {loaded.title} looks for “{classes[explained]}”"
-            outputs[name] = gr.Image(value=png_file(overlay(pixels, cam, opacity)), label=label)
+            notes.append(f"Where {loaded.title} looks for “{classes[explained]}”")
+            outputs[name] = png_file(overlay(pixels, cam, opacity))
+        outputs[CAM_NOTE] = " · ".join(notes)
         return outputs
 
     def layer_choices(self) -> list[tuple[str, int]]:

@@ -17,13 +17,14 @@ from PIL import Image
 from artifacts.lab import EXPERIMENTS
 from artifacts.mistakes import MistakesError, MistakeSet, load_mistakes
 from model import NORMS, norm_title
-from webapp.callbacks import CAMS, LABELS, NO_CLASS, TOP_CLASS, Handlers
+from webapp.callbacks import CAM_NOTE, CAMS, LABELS, NO_CLASS, TOP_CLASS, Handlers
 from webapp.inference import ModelBank, load_bank
 from webapp.inside import INSIDE_OUTPUTS, PANELS, InsideView
 from webapp.lab import COMPANION_SIZE, UPLOADED, LabDemo, corruption_choices, read_lab, section_markdown
 from webapp.mistakes import ANY, agreement_choices
 from webapp.output_files import png_file, sweep_interval
 from webapp.preprocess import FIT_MODES, VIEW_LABELS
+from webapp.sessions import use_lean_sessions
 from webapp.training_report import (
     differences_markdown,
     explanation,
@@ -189,10 +190,12 @@ def classify_tab(app: App) -> gr.State:
                                          height=240, elem_classes="pixelated")
                     for norm in NORMS
                 }
+            cam_note = gr.Markdown()
         pixels_state, probabilities_state = gr.State(), gr.State()
 
     classified = {"preview": preview, **labels, "chart": chart, "verdict": verdict, "input_note": input_note,
                   "timing": timing, "pixels": pixels_state, "probabilities": probabilities_state}
+    cams[CAM_NOTE] = cam_note
     cleared = {**classified, **cams}
     explain_inputs = [pixels_state, layer, opacity, target]
     classify, explain = named(handlers.classify, classified), named(handlers.explain, cams)
@@ -454,6 +457,7 @@ def build_demo(checkpoint_dir: Path | str | None = None, file_retention: float =
     Uploads and generated images are deleted ``file_retention`` seconds after their last use.
     """
     app = load_app(checkpoint_dir, models)
+    use_lean_sessions()
     with gr.Blocks(title=TITLE, delete_cache=(sweep_interval(file_retention), file_retention)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         banner = _banner(app.bank, app.mistakes_problem)
