@@ -54,3 +54,28 @@ def test_the_searchs_trials_stay_out_of_the_tables_of_runs_made_by_hand(tmp_path
     write_trials(folder.trials, [*by_hand, searched])
     assert trials_table(folder, "validation_accuracy") == trials_table(CheckpointFolder(CHECKPOINTS),
                                                                         "validation_accuracy")
+
+
+def test_the_published_runs_are_set_against_the_spread_of_ours(tmp_path: Path) -> None:
+    """Within our seeds' range, only within the interval for one more run, or outside it: each says so."""
+    from model import ARCHITECTURES
+    from training.readme import reproduction_table
+
+    folder = CheckpointFolder(tmp_path / "checkpoints")
+    shutil.copytree(CHECKPOINTS, folder.root, ignore=shutil.ignore_patterns("*.safetensors", "*.npz", "*.png"))
+    cell = folder.grid_cell("reference", ARCHITECTURES["reference"].published_recipe)
+    results = json.loads(cell.results.read_text())
+    seeds = {"bn": [0.740, 0.745, 0.750],  # published 74.71: inside the range
+             "gn": [0.735, 0.737, 0.739],  # published 72.93: below the range, inside 73.70 ± 0.99
+             "ln": [0.760, 0.761, 0.762]}  # published 73.42: far below
+    for norm, tests in seeds.items():
+        runs = [{"seed": seed, "test_accuracy": test, "train_accuracy": 0.75} for seed, test in enumerate(tests)]
+        results["over_seeds"][norm] = {"seeds": [0, 1, 2], "runs": runs,
+                                       "test_accuracy": {"mean": sum(tests) / 3, "std": 0.0, "n": 3},
+                                       "train_accuracy": {"mean": 0.75, "std": 0.0, "n": 3}}
+    cell.results.write_text(json.dumps(results))
+    rows = {line.split(" | ")[0].strip("| "): line for line in reproduction_table(folder).splitlines()[2:]}
+    assert rows["BatchNorm"].endswith("| yes: within our seeds' range |")
+    assert "| 73.50 to 73.90% | 72.71 to 74.69% | yes: outside our seeds' range, within the interval for one run |" \
+        in rows["GroupNorm"]
+    assert rows["LayerNorm"].endswith("| no: 2.68 points below our mean |")

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from training.statistics import mean_interval, summarize, verdict, welch_interval
+from training.statistics import mean_interval, prediction_interval, summarize, verdict, welch_interval
 
 
 def test_summary_is_mean_and_sample_standard_deviation() -> None:
@@ -18,6 +18,13 @@ def test_interval_of_the_mean_on_a_worked_example() -> None:
     low, high = mean_interval([0.80, 0.82, 0.84])
     assert low == pytest.approx(0.770317, abs=1e-6) and high == pytest.approx(0.869683, abs=1e-6)
     assert mean_interval([0.5]) is None
+
+
+def test_interval_for_one_more_run_on_a_worked_example() -> None:
+    # mean 0.82, std 0.02, n 3: the half-width is 4.3027 * 0.02 * sqrt(1 + 1/3) = 0.099366, twice the mean's.
+    low, high = prediction_interval([0.80, 0.82, 0.84])
+    assert low == pytest.approx(0.720634, abs=1e-6) and high == pytest.approx(0.919366, abs=1e-6)
+    assert prediction_interval([0.5]) is None
 
 
 def test_welch_interval_on_a_worked_example() -> None:

@@ -27,6 +27,7 @@ from artifacts.lab import EXPERIMENTS, read_lab_results
 from artifacts.results import read_over_seeds, read_results
 from artifacts.trials import read_trials
 from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model, count_parameters, network_fingerprint
+from training.statistics import prediction_interval
 
 README = Path("README.md")
 MARKER = re.compile(r"(<!-- generated: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)", re.S)
@@ -104,6 +105,45 @@ def grid_table(folder: CheckpointFolder) -> str:
         rows.append([title, *(over_seeds_cell(over_seeds.get(norm)) if current.get(norm) else "not trained yet"
                               for norm in NORMS)])
     return markdown_table(["network × recipe (test accuracy)", *(NORMS[n].title for n in NORMS)], rows)
+
+
+def reproduction_table(folder: CheckpointFolder) -> str:
+    """The published single runs against the reference network trained here with the published recipe, per norm."""
+    reference = ARCHITECTURES["reference"]
+    cell = folder.grid_cell(reference.name, reference.published_recipe)
+    models = read_results(cell.results)
+    over_seeds, _ = read_over_seeds(cell.results)
+    rows = []
+    for norm in NORMS:
+        published = reference.published[norm]
+        summary = over_seeds.get(norm) if norm in models and describes_current_network(models[norm]) else None
+        if not summary:
+            rows.append([NORMS[norm].title, percent(published.train_accuracy), percent(published.test_accuracy),
+                         "not trained yet", "–", "–", "–", "–"])
+            continue
+        tests = [run["test_accuracy"] for run in summary["runs"]]
+        one_more = prediction_interval(tests)
+        target = published.test_accuracy
+        if one_more is None:
+            verdict = "one seed: no spread yet"
+        elif min(tests) <= target <= max(tests):
+            verdict = "yes: within our seeds' range"
+        elif one_more[0] <= target <= one_more[1]:
+            verdict = "yes: outside our seeds' range, within the interval for one run"
+        else:
+            side = "above" if target > one_more[1] else "below"
+            verdict = f"no: {100 * abs(target - summary['test_accuracy']['mean']):.2f} points {side} our mean"
+        rows.append([
+            NORMS[norm].title, percent(published.train_accuracy), percent(published.test_accuracy),
+            over_seeds_cell({"test_accuracy": summary["train_accuracy"]}),
+            over_seeds_cell(summary),
+            f"{100 * min(tests):.2f} to {100 * max(tests):.2f}%" if len(tests) > 1 else "–",
+            f"{100 * one_more[0]:.2f} to {100 * one_more[1]:.2f}%" if one_more else "–",
+            verdict,
+        ])
+    return markdown_table(["normalization", "published train", "published test", "ours: train",
+                           "ours: test", "our seeds' test range", "95% interval for one run",
+                           "published test within ours?"], rows)
 
 
 def trial_setting(command: str) -> str:
@@ -197,6 +237,7 @@ SECTIONS: dict[str, Callable[[CheckpointFolder], str]] = {
     "results": results_table,
     "differences": differences_list,
     "grid": grid_table,
+    "reproduction": reproduction_table,
     "validation_trials": lambda folder: trials_table(folder, "validation_accuracy"),
     "test_trials": lambda folder: trials_table(folder, "test_accuracy"),
     **{f"lab_{name}": lab_table(name) for name in EXPERIMENTS},

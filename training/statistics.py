@@ -39,6 +39,19 @@ def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[
     return summary.mean - half, summary.mean + half
 
 
+def prediction_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Where one more run would land (Student's t, mean ± t·std·√(1 + 1/n)); None for fewer than two values.
+
+    The interval to set a single published run against: it allows for that run's own seed as well
+    as for the uncertainty of our mean.
+    """
+    summary = summarize(values)
+    if summary.n < 2:
+        return None
+    half = float(stats.t.ppf(0.5 + confidence / 2, summary.n - 1)) * summary.std * math.sqrt(1 + 1 / summary.n)
+    return summary.mean - half, summary.mean + half
+
+
 @dataclass(frozen=True)
 class Difference:
     estimate: float  # mean of a minus mean of b
