@@ -12,6 +12,15 @@ from pathlib import Path
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_CONCURRENCY = 2
+MAX_QUEUE = 256  # requests waiting at most; more are told the queue is full
+GRADIO_SETTINGS = {  # defaults; the environment can set each
+    # The app needs no network; Gradio would otherwise send usage statistics.
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    # Gradio rebuilds its monitoring page's summary (a pandas table of up to 10,000 past events)
+    # after every event; every 100 events keeps it current enough, and the server's time per
+    # request flat as the records pile up.
+    "GRADIO_ANALYTICS_CACHE_FREQUENCY": "100",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,12 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # The app needs no network; Gradio would otherwise send usage statistics (set the variable to opt in).
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    # Gradio rebuilds its monitoring page's summary (a pandas table of up to 10,000 past events)
-    # after every event by default; every 100 events keeps it current enough and the server's
-    # time per request flat as the records pile up.
-    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
+    for name, value in GRADIO_SETTINGS.items():
+        os.environ.setdefault(name, value)
     # Imported here so that `--help` is instant and start-up work happens in one visible place.
     import gradio as gr
     import torch
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     demo = build_demo(args.checkpoint_dir, file_retention=args.file_retention, models=args.models)
     FolderSweeper(temporary_folder(), args.file_retention).start()
-    demo.queue(default_concurrency_limit=max(1, args.concurrency), max_size=256)
+    demo.queue(default_concurrency_limit=max(1, args.concurrency), max_size=MAX_QUEUE)
     demo.launch(
         server_name=args.host,
         server_port=args.port,

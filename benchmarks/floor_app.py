@@ -2,18 +2,20 @@
 
     python benchmarks/floor_app.py --port 7861
 
-One image input (a file path), one label output, no model, and the queue settings of app.py:
+One image input (a file path), one label output, no model, and the queue and Gradio settings of app.py:
 what any Gradio app costs per request before it does any work of its own.
 """
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 import gradio as gr
 
-# The same as app.py's defaults: two requests computed at once, up to 256 waiting.
-CONCURRENCY = 2
-MAX_QUEUE = 256
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from app import DEFAULT_CONCURRENCY as CONCURRENCY  # noqa: E402 - the project root is on the path only now
+from app import GRADIO_SETTINGS, MAX_QUEUE  # noqa: E402
 
 
 def classify(path: str | None) -> dict[str, float]:
@@ -26,7 +28,8 @@ def main() -> None:
     parser.add_argument("--max-file-size", default="20mb")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     args = parser.parse_args()
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    for name, value in GRADIO_SETTINGS.items():  # the app's framework settings
+        os.environ.setdefault(name, value)
     with gr.Blocks() as demo:
         image = gr.Image(type="filepath")
         label = gr.Label()
