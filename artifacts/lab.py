@@ -75,7 +75,7 @@ def batch_size_table(results: dict[str, Any]) -> Table:
         if any(d is not None and d["low"] is not None for d in per_size):
             first, second = pair.split("-")
             rows.append([f"{NORMS[first].short} − {NORMS[second].short}",
-                         *("–" if d is None else _difference(d) for d in per_size)])
+                         *(difference_text(d) for d in per_size)])
     seeds = setup.get("seeds", [0])
     setup_text = (
         f"Each model trained from scratch on {setup['train_images']:,} training images for {setup['epochs']} "
@@ -87,14 +87,26 @@ def batch_size_table(results: dict[str, Any]) -> Table:
     return setup_text, ["", *(f"batch {b}" for b in sizes)], rows
 
 
-def _difference(difference: dict[str, Any]) -> str:
+def difference_text(difference: dict[str, Any] | None, bold_when_detected: bool = False) -> str:
+    """A difference of accuracies in points, "+1.4 (+0.5 to +2.3)" with its interval when it has one."""
+    if difference is None:
+        return "–"
+
     def points(value: float) -> str:
         return f"{100 * value:+.1f}".replace("-", "−")
 
     text = points(difference["estimate"])
-    if difference["low"] is None:
+    if difference.get("low") is None:
         return text
-    return f"{text} ({points(difference['low'])} to {points(difference['high'])})"
+    text = f"{text} ({points(difference['low'])} to {points(difference['high'])})"
+    return f"**{text}**" if bold_when_detected and difference.get("detected") else text
+
+
+def markdown_table(headers: list[str], rows: list[list[str]], right: int = 1) -> str:
+    """A Markdown table, as the app and the README show them; columns from ``right`` on are numbers, aligned right."""
+    align = ["---"] * right + ["---:"] * (len(headers) - right)
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 def coupling_table(results: dict[str, Any]) -> Table:

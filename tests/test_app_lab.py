@@ -91,7 +91,7 @@ def test_measured_sections_read_results_and_survive_bad_files(tmp_path: Path) ->
         text = section_markdown(name, shipped.get(name))
         assert f"python -m training.lab {name}" in text
         if name in shipped:
-            assert "|---|" in text  # a table
+            assert "| --- |" in text  # a table
     (tmp_path / "coupling.json").write_text("{not json")
     (tmp_path / "cost.json").write_text(json.dumps({"experiment": "cost", "setup": {}, "results": {"32": 5}}))
     found = read_lab(LabFolder(tmp_path))

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from artifacts.folder import DEFAULT_CHECKPOINT_DIR, CheckpointFolder
-from artifacts.lab import EXPERIMENTS, read_lab_results
+from artifacts.lab import EXPERIMENTS, difference_text, markdown_table, read_lab_results
 from artifacts.results import read_over_seeds, read_results
 from artifacts.trials import read_trials
 from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model, count_parameters, network_fingerprint
@@ -38,13 +38,6 @@ NOT_SETTINGS = {"--norm", "--data-dir", "--output-dir", "--state-dir", "--valida
 
 def percent(value: float) -> str:
     return f"{100 * value:.2f}%"
-
-
-def markdown_table(headers: list[str], rows: list[list[str]], right: int = 1) -> str:
-    """A Markdown table; columns from ``right`` on are numbers, aligned right."""
-    align = ["---"] * right + ["---:"] * (len(headers) - right)
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 def over_seeds_cell(summary: dict[str, Any] | None) -> str:
@@ -191,19 +184,6 @@ def lab_table(name: str) -> Callable[[CheckpointFolder], str]:
     return render
 
 
-def difference_cell(difference: dict[str, Any] | None) -> str:
-    """"+1.4 (+0.5 to +2.3)" in points, in bold when the interval excludes zero."""
-    if difference is None:
-        return "–"
-    def points(value: float) -> str:
-        return f"{100 * value:+.1f}".replace("-", "−")
-
-    if difference.get("low") is None:
-        return points(difference["estimate"])
-    text = f"{points(difference['estimate'])} ({points(difference['low'])} to {points(difference['high'])})"
-    return f"**{text}**" if difference.get("detected") else text
-
-
 PAIRS = [f"{a}-{b}" for i, a in enumerate(NORMS) for b in list(NORMS)[i + 1:]]
 PAIR_HEADERS = [f"{NORMS[p.split('-')[0]].short} − {NORMS[p.split('-')[1]].short}" for p in PAIRS]
 
@@ -215,7 +195,7 @@ def robustness_differences(folder: CheckpointFolder) -> str:
     from probes.corruptions import CORRUPTION_TITLES
 
     titles = {"clean": "Clean", "average": "Average of the corruptions", **CORRUPTION_TITLES}
-    rows = [[titles.get(name, name), *(difference_cell(per_pair.get(pair)) for pair in PAIRS)]
+    rows = [[titles.get(name, name), *(difference_text(per_pair.get(pair), bold_when_detected=True) for pair in PAIRS)]
             for name, per_pair in results["differences"].items()]
     return markdown_table(["Corruption (points)", *PAIR_HEADERS], rows)
 
@@ -229,7 +209,8 @@ def calibration_differences(folder: CheckpointFolder) -> str:
 
     values = {norm: [seed["results"][norm]["ece"] for seed in per_seed.values()] for norm in NORMS}
     differences = pairwise_differences(values)
-    row = [f"over seeds {', '.join(per_seed)}", *(difference_cell(differences.get(pair)) for pair in PAIRS)]
+    row = [f"over seeds {', '.join(per_seed)}",
+           *(difference_text(differences.get(pair), bold_when_detected=True) for pair in PAIRS)]
     return markdown_table(["Expected calibration error (points)", *PAIR_HEADERS], [row])
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from artifacts.folder import LabFolder
-from artifacts.lab import EXPERIMENTS, read_lab_results
+from artifacts.lab import EXPERIMENTS, markdown_table, read_lab_results
 from model import NORMS
 from probes.corruptions import CORRUPTION_TITLES, CORRUPTIONS, corrupt
 from probes.coupling import companion_sweep, train_mode_copy
@@ -23,7 +23,6 @@ from webapp.charts import companion_chart, probability_chart
 from webapp.inference import ModelBank
 from webapp.output_files import png_file
 from webapp.preprocess import enlarge
-from webapp.training_report import markdown_table
 
 UPLOADED = "uploaded"
 COMPANION_BATCHES = 12
@@ -49,7 +48,7 @@ def section_markdown(name: str, results: dict[str, Any] | None) -> str:
         setup, headers, rows = EXPERIMENTS[name].table(results)
     except (KeyError, TypeError, ValueError, AttributeError):
         return f"`checkpoints/lab/{name}.json` is not in the expected form; regenerate it with {command}."
-    return f"{setup}\n\n{markdown_table(headers, rows)}\n\nRegenerate with {command}."
+    return f"{setup}\n\n{markdown_table(headers, rows)}\nRegenerate with {command}."
 
 
 class LabDemo:

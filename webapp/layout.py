@@ -14,7 +14,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from artifacts.lab import EXPERIMENTS
+from artifacts.lab import EXPERIMENTS, markdown_table
 from artifacts.mistakes import MistakesError, MistakeSet, load_mistakes
 from model import NORMS, norm_title
 from webapp.callbacks import CAM_NOTE, CAMS, LABELS, NO_CLASS, TOP_CLASS, Handlers
@@ -29,7 +29,6 @@ from webapp.training_report import (
     differences_markdown,
     explanation,
     find_figures,
-    markdown_table,
     reference_note,
     results_table,
 )

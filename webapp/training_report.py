@@ -96,11 +96,6 @@ def differences_markdown(bank: ModelBank) -> str:
             "when the interval excludes zero):\n" + "\n".join(lines))
 
 
-def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def reference_note(bank: ModelBank) -> str:
     """Which reference numbers the table shows, in one sentence."""
     parameters = count_parameters(build_model(REFERENCE.name, "bn"))
