@@ -234,3 +234,15 @@ def test_a_study_screens_prunes_and_continues_a_killed_workers_trial(cifar_dir: 
     assert not any((states / SCREEN).iterdir())  # the finished trials' states are gone
     saved = json.loads((checkpoints / "trials.json").read_text())
     assert saved["trials"] == trial_records(storage)
+
+
+def test_without_optuna_the_search_says_what_to_install() -> None:
+    """The app's requirements leave Optuna out; the search (and --record-trial) name the file that has it."""
+    for code in ("import runpy; runpy.run_module('training.search', run_name='__main__')",
+                 "from training.__main__ import main; main(['--record-trial', '--norm', 'bn', '--epochs', '1'])"):
+        hidden = f"import sys; sys.modules['optuna'] = None; {code}"
+        done = subprocess.run([sys.executable, "-c", hidden], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert "pip install -r requirements-train.txt" in done.stderr
+    assert "optuna" not in (ROOT / "requirements.txt").read_text()
+    assert "optuna==" in (ROOT / "requirements-train.txt").read_text()

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from training.export import OutputError, check_writable, export_comparison, finished
 
+    if args.record_trial:
+        import training.search  # noqa: F401 - before any training: says what to install if Optuna is missing
     try:
         device = pick_device(args.device)
         keep_freed_memory()

@@ -5,3 +5,8 @@ trial's training, the norms side by side, reported epoch by epoch. ``storage``: 
 heartbeats, so a killed worker's trial is retried. ``record``: the studies as the one record of
 trials, trials.json generated from them, and the record in words.
 """
+
+try:
+    import optuna  # noqa: F401 - only to say what to install when it is missing
+except ImportError:
+    raise SystemExit("The search needs Optuna, which the app does not: pip install -r requirements-train.txt") from None
