@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.train_step_variants import make_step, time_step  # noqa: E402
+from benchmarks.train_step_variants import add_step_arguments, make_step, random_batch, time_step  # noqa: E402
 from model import ARCHITECTURES, build_model, count_parameters  # noqa: E402
 from training.loop import keep_freed_memory  # noqa: E402
 
@@ -41,15 +41,10 @@ def main() -> None:
                         default=[name for name in ARCHITECTURES if name != "reference"],
                         help="the networks to time; the first is the one the others are compared with "
                         "(default: every network but the reference)")
-    parser.add_argument("--norm", default="bn")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per network and round")
-    parser.add_argument("--rounds", type=int, default=3)
+    add_step_arguments(parser, "network")
     args = parser.parse_args()
     keep_freed_memory()
-    generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(args.batch_size, 3, 32, 32, generator=generator)
-    labels = torch.randint(0, 10, (args.batch_size,), generator=generator)
+    inputs, labels = random_batch(args.batch_size)
 
     steps = {arch: make_step(arch, args.norm, inputs, labels, channels_last=True, compiled=False)
              for arch in args.archs}

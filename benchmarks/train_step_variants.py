@@ -55,6 +55,21 @@ def make_step(arch: str, norm: str, inputs: torch.Tensor, labels: torch.Tensor, 
     return step
 
 
+def add_step_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """The options both step benchmarks share: norm, batch size, steps per round, rounds."""
+    parser.add_argument("--norm", default="bn")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=8, help=f"timed steps per {what} and round")
+    parser.add_argument("--rounds", type=int, default=3)
+
+
+def random_batch(batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random images and labels for every step timed (seed 0)."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(batch_size, 3, 32, 32, generator=generator)
+    return inputs, torch.randint(0, 10, (batch_size,), generator=generator)
+
+
 def time_step(step: Callable[[], None], steps: int) -> float:
     """Milliseconds per step over ``steps`` steps, after one warm-up step."""
     step()
@@ -67,15 +82,10 @@ def time_step(step: Callable[[], None], steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="residual")
-    parser.add_argument("--norm", default="bn")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per variant and round")
-    parser.add_argument("--rounds", type=int, default=3)
+    add_step_arguments(parser, "variant")
     args = parser.parse_args()
     keep_freed_memory()
-    generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(args.batch_size, 3, 32, 32, generator=generator)
-    labels = torch.randint(0, 10, (args.batch_size,), generator=generator)
+    inputs, labels = random_batch(args.batch_size)
 
     steps: dict[str, Callable[[], None]] = {}
     for name, (channels_last, compiled, _) in VARIANTS.items():
