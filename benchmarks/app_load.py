@@ -281,9 +281,11 @@ class Target:
         if not self.is_app:
             self.classify(visitor, path)  # the floor has no Grad-CAM: the same call again
             return
-        cams = visitor.api.predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam")
+        *cams, note = visitor.api.predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam")
         for cam in cams:
-            visitor.fetch(cam.get("value") if isinstance(cam, dict) and "value" in cam else cam)
+            visitor.fetch(cam)
+        if not (isinstance(note, str) and note.count("looks for") == len(cams)):
+            raise RuntimeError(f"the note of what each map explains is missing: {note!r}")
 
 
 @dataclass
