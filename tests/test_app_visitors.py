@@ -61,7 +61,7 @@ def test_a_lean_session_has_every_attribute_of_gradios_own() -> None:
 
 
 def test_a_session_keeps_its_values_but_no_copy_of_the_page(checkpoint_dir: Path) -> None:
-    """The app's sessions hold the classified image and the Grad-CAM layer, not every component's settings."""
+    """The app's sessions hold the classified image (Grad-CAM explains it), not every component's settings."""
     demo = build_demo(checkpoint_dir)
     demo.queue()
     _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)

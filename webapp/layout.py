@@ -454,6 +454,7 @@ def build_demo(checkpoint_dir: Path | str | None = None, file_retention: float =
     ``models``: take the models from Hub repositories or a local folder instead (``webapp.inference.load_bank``).
 
     Uploads and generated images are deleted ``file_retention`` seconds after their last use.
+    Sessions are lean from now on in this whole process (``webapp.sessions.use_lean_sessions``).
     """
     app = load_app(checkpoint_dir, models)
     use_lean_sessions()

@@ -2,10 +2,10 @@
 
 Gradio (6.31) keeps a ``SessionState`` for every session it has seen: the session's gr.State
 values (the classified image's pixels, its probabilities, the Mistakes tiles' rows), the
-components an event changed for it (the Mistakes filter's choices, the Grad-CAM images'
-labels), and its own copy of the configuration of every component on the page, built when the
-session starts: about 220 KB a visitor for this page under ``benchmarks/app_load.py
---visitors``, against under 20 KB for the floor's page of two components. Its ``delete_state``
+components an event changed for it (the Mistakes filter's choices), and its own copy of the
+configuration of every component on the page, built when the session starts: about 260 KB a
+session for this page of 146 blocks (Python's allocations, traced), against under 20 KB for the
+floor's page of two components. Its ``delete_state``
 empties a session's gr.State values when their ``time_to_live`` has passed, or an hour after
 the page closed, but keeps the ``SessionState`` itself: a session is forgotten only when
 ``state_session_capacity`` (10,000) newer ones have come. A server that runs for months would
@@ -25,7 +25,7 @@ creates sessions, so no request sees a session vanish halfway.
 
 ``use_lean_sessions`` removes the largest part of each session at its root: the copy of every
 component's configuration (``SessionState.config_values``). Gradio 6.31 builds it when a session
-starts (about 9 ms of server time for this page's ~150 components), rebuilds a component's entry
+starts (about 9 ms of server time for this page's 146 blocks), rebuilds a component's entry
 whenever an event returns that component or a gr.State value, and reads it only to save a deep
 link (``gr.DeepLinkButton``), which this page does not have; the page and the API are served from
 the components themselves. A lean session keeps what is read: the gr.State values and the
@@ -117,5 +117,9 @@ class LeanSessionState(SessionState):
 
 
 def use_lean_sessions() -> None:
-    """Make every session Gradio creates from now on a ``LeanSessionState`` (in this process)."""
+    """Make every session Gradio creates from now on a ``LeanSessionState``.
+
+    Process-wide: it replaces the class Gradio's session store creates sessions with, so every
+    Blocks served by this process gets lean sessions (none of them may use a deep-link button).
+    """
     gradio.state_holder.SessionState = LeanSessionState  # the name StateHolder creates sessions with

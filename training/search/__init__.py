@@ -8,5 +8,7 @@ trials, trials.json generated from them, and the record in words.
 
 try:
     import optuna  # noqa: F401 - only to say what to install when it is missing
-except ImportError:
+except ModuleNotFoundError as error:
+    if error.name != "optuna":
+        raise  # Optuna is there but broken: its own error says more
     raise SystemExit("The search needs Optuna, which the app does not: pip install -r requirements-train.txt") from None
