@@ -529,7 +529,7 @@ class Tab:
             uploaded = self.http.post(f"{self.url}{self.api}/upload", files=[("files", (path.name, file))])
         image = {"path": uploaded.raise_for_status().json()[0], "orig_name": path.name,
                  "meta": {"_type": "gradio.FileData"}}
-        data = [image, "crop", 3] if self.is_app else [image]
+        data = [image, "crop", 3, "single"] if self.is_app else [image]
         self.http.post(f"{self.url}{self.api}/queue/join", json={
             "data": data, "fn_index": self.fn_index, "session_hash": session, "event_data": None, "trigger_id": None,
         }).raise_for_status()
