@@ -3,6 +3,7 @@
     python -m training.search --hours 10          # a worker: screen candidates for 10 hours (Ctrl-C stops it)
     python -m training.search --confirm 3         # the 3 best screened candidates at 20 epochs, 2 seeds each
     python -m training.search --record           # what has been screened, pruned and confirmed; the best
+    python -m training.search --enqueue '{"ema_decay": 0.99}'   # screen this idea next (the rest as shipped)
     python -m training.search --import-trials checkpoints/trials.json   # fold the runs made by hand into it
 
 The studies live in one Optuna journal, ``checkpoints/search/journal.log`` (``--checkpoint-dir``):
@@ -42,7 +43,7 @@ from training.search.record import (
     write_trials_file,
 )
 from training.search.runner import TrainingFailed, train_side_by_side
-from training.search.space import baseline, command, suggest, trial_configs
+from training.search.space import baseline, command, idea_choices, suggest, trial_configs
 from training.search.storage import HeartbeatJournalStorage, SearchError, open_study, retry_interrupted
 
 
@@ -121,6 +122,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--record", action="store_true", help="print the search's record and exit")
     what.add_argument("--import-trials", type=Path, metavar="FILE",
                       help="fold a trials.json (the runs made by hand) into the journal's 'recorded' study and exit")
+    what.add_argument("--enqueue", type=str, metavar="JSON", action="append",
+                      help="queue a set of choices (a JSON object of the space's names; the rest as shipped) for "
+                      "the screening workers to take next, and exit; repeat for several")
     screen = parser.add_argument_group("screening")
     screen.add_argument("--trials", type=int, default=None, help="stop this worker after N trials (default: no limit)")
     screen.add_argument("--hours", type=float, default=None,
@@ -171,7 +175,7 @@ def quietly(make: Any) -> Any:
         return make()
 
 
-def screen(args: argparse.Namespace, storage: HeartbeatJournalStorage, objective_for: Any, after_trial: Any) -> None:
+def screening_study(args: argparse.Namespace, storage: HeartbeatJournalStorage) -> tuple[optuna.Study, dict[str, Any]]:
     settings = {"epochs": args.epochs, "norms": args.norms, "train_images": args.train_subset or 45_000,
                 "train_subset": args.train_subset}
     sampler = quietly(lambda: optuna.samplers.TPESampler(multivariate=True, constant_liar=True, n_startup_trials=10))
@@ -179,6 +183,20 @@ def screen(args: argparse.Namespace, storage: HeartbeatJournalStorage, objective
     study = open_study(storage, SCREEN, settings, sampler, pruner)
     if not study.get_trials(deepcopy=False):
         study.enqueue_trial(baseline(args.norms), skip_if_exists=True)  # the shipped recipe comes first
+    return study, settings
+
+
+def enqueue(args: argparse.Namespace, storage: HeartbeatJournalStorage) -> None:
+    """Queue ideas for the screening workers; each is checked against the space before it reaches the journal."""
+    choices = [idea_choices(text, args.norms) for text in args.enqueue]
+    study, _ = screening_study(args, storage)
+    for params in choices:
+        study.enqueue_trial(params, skip_if_exists=True)
+        print(f"queued: {json.dumps(params, sort_keys=True)}")
+
+
+def screen(args: argparse.Namespace, storage: HeartbeatJournalStorage, objective_for: Any, after_trial: Any) -> None:
+    study, settings = screening_study(args, storage)
     objective = objective_for(SCREEN, settings)
     run(study, objective, after_trial, n_trials=args.trials,
         timeout=args.hours * 3600 if args.hours is not None else None)
@@ -250,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
             write_trials()
             print(f"{added} runs of {args.import_trials} added to {folder.search_journal} (study 'recorded'); "
                   f"{folder.trials} rewritten from it")
+            return 0
+        if args.enqueue:
+            enqueue(args, storage)
             return 0
         if args.download:
             load_split(args.data_dir or default_data_dir(), train=True, download=True)

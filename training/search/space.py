@@ -7,6 +7,8 @@ trained three times is what the project compares); the learning rate is scaled p
 the architecture's own, and the group count only reaches GroupNorm.
 """
 
+import json
+import warnings
 from typing import Any
 
 import optuna
@@ -49,6 +51,28 @@ def baseline(norms: list[str]) -> dict[str, Any]:
             "weight_decay": default.weight_decay, "label_smoothing": default.label_smoothing,
             "crop_padding": default.crop_padding, **default.lever_defaults(),
             **({"gn_groups": default.gn_groups} if "gn" in norms else {})}
+
+
+def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
+    """A full set of choices from a JSON object naming some of them (the rest as shipped), or a ValueError saying
+    which name or value the space does not hold, so a queued idea is one the sampler could have drawn."""
+    try:
+        idea = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"an idea to queue is a JSON object such as '{{\"ema_decay\": 0.99}}': {error}") from None
+    if not isinstance(idea, dict):
+        raise ValueError(f"an idea to queue is a JSON object of the space's names, not {text!r}")
+    params = {**baseline(norms), **idea}
+    unknown = sorted(set(params) - set(baseline(norms)))
+    if unknown:
+        raise ValueError(f"not in the search space: {', '.join(unknown)} (it holds {', '.join(sorted(baseline(norms)))})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna only warns when a number is outside its range
+        try:
+            suggest(optuna.trial.FixedTrial(params), norms)
+        except (ValueError, UserWarning) as error:
+            raise ValueError(f"{json.dumps(idea)} is outside the search space: {error}") from None
+    return params
 
 
 def trial_configs(params: dict[str, Any], norms: list[str], epochs: int, seed: int = 0,
