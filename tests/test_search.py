@@ -69,8 +69,9 @@ def test_each_trial_command_trains_exactly_the_trials_config(choices: dict) -> N
 def test_an_idea_is_queued_with_the_rest_as_shipped_and_one_outside_the_space_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     where = ["--checkpoint-dir", str(tmp_path)]
-    for idea, message in [('{"ema_decay": 0.9}', "outside the search space"), ('{"widths": 3}', "not in the search space"),
-                          ('{"weight_decay": 1}', "out of the range"), ('[1]', "JSON object"), ("{", "JSON object")]:
+    for idea, message in [('{"ema_decay": 0.9}', "outside the search space"),
+                          ('{"widths": 3}', "not in the search space"), ('{"weight_decay": 1}', "out of the range"),
+                          ('[1]', "JSON object"), ("{", "JSON object")]:
         assert main([*where, "--enqueue", '{"flips": "alternate"}', "--enqueue", idea]) == 2, idea
         assert message in capsys.readouterr().err, idea
     assert not optuna.get_all_study_names(storage_in(tmp_path))  # a bad idea queues none of its batch
@@ -78,8 +79,9 @@ def test_an_idea_is_queued_with_the_rest_as_shipped_and_one_outside_the_space_is
     assert main([*where, "--enqueue", '{"ema_decay": 0.99, "arch": "late"}', "--enqueue", "{}"]) == 0
     waiting = optuna.load_study(study_name=SCREEN, storage=storage_in(tmp_path)).get_trials(
         states=(TrialState.WAITING,))
-    assert [trial.system_attrs["fixed_params"] for trial in waiting] == [  # the shipped recipe first, as in every new study
-        baseline(NORMS), {**baseline(NORMS), "ema_decay": 0.99, "arch": "late"}]  # {} is the shipped recipe: once
+    # The shipped recipe first, as in every new study; {} is the shipped recipe, so it is there once.
+    assert [trial.system_attrs["fixed_params"] for trial in waiting] == [
+        baseline(NORMS), {**baseline(NORMS), "ema_decay": 0.99, "arch": "late"}]
 
 
 # ---- the journal and its heartbeats -------------------------------------------------------------------------

@@ -65,7 +65,8 @@ def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
     params = {**baseline(norms), **idea}
     unknown = sorted(set(params) - set(baseline(norms)))
     if unknown:
-        raise ValueError(f"not in the search space: {', '.join(unknown)} (it holds {', '.join(sorted(baseline(norms)))})")
+        names = ", ".join(sorted(baseline(norms)))
+        raise ValueError(f"not in the search space: {', '.join(unknown)} (it holds {names})")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Optuna only warns when a number is outside its range
         try:
