@@ -2,11 +2,16 @@
 
     python benchmarks/app_latency.py                  # everything, on checkpoints/
     python benchmarks/app_latency.py --skip-http      # in-process numbers only
+    python benchmarks/app_latency.py --server-work    # CPU per handler call, and a session's size
 
 Prints medians and 95th percentiles in milliseconds. In process: the three models on one
 image's 32x32 pixels, the whole classification of an uploaded file (decode, resize, three
 models), Grad-CAM for the three models, and the Inside tab's update (a norm layer of each of
 the three models, every panel drawn) beside the Classify tab's whole handler, taking turns.
+`--server-work` prints what the server itself does for one visitor, in process: the CPU time
+(``time.process_time``) of each handler an API call runs, per kind of input, with every picture
+encoded anew; and the memory a session holds (Python's allocations, traced), as Gradio makes it
+and as the app makes it (``webapp.sessions.LeanSessionState``).
 Over HTTP: `python app.py` is started on a free loopback port; start-up is timed from process
 start to the first answer, then one client calls /classify repeatedly (through gradio_client,
 and through plain HTTP requests for comparison), then 32 gradio_client clients call it at the
@@ -158,6 +163,83 @@ def inside_beside_classify(checkpoint_dir: Path, runs: int) -> None:
         print(f"  {name:<42} {summary(seconds)}   {np.median(seconds) / base:5.1f}x Classify")
 
 
+def cpu_ms(function, runs: int, before_each=None, warmup: int = 3) -> tuple[float, float]:
+    """Median and 95th percentile of the CPU time (all of this process's threads) of ``function``, in ms."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(runs):
+        if before_each is not None:
+            before_each()
+        start = time.process_time()
+        function()
+        times.append(time.process_time() - start)
+    ms = np.array(times) * 1000
+    return float(np.median(ms)), float(np.percentile(ms, 95))
+
+
+def session_kb(make_session, demo, sessions: int = 200) -> float:
+    """Python's allocations per session of ``demo``, traced over ``sessions`` sessions made and kept."""
+    import tracemalloc
+
+    make_session(demo)  # the first one builds Gradio's shared caches
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    kept = [make_session(demo) for _ in range(sessions)]
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    del kept
+    return grown / sessions / 1024
+
+
+def server_work(checkpoint_dir: Path, runs: int) -> None:
+    """The handlers' own CPU per call and a session's size: what the server does that a do-nothing app does not."""
+    import shutil
+
+    import torch
+    from PIL import Image
+
+    torch.set_num_threads(1)  # as app.py serves
+    with tempfile.TemporaryDirectory() as folder:
+        previous = os.environ.get("GRADIO_TEMP_DIR")
+        os.environ["GRADIO_TEMP_DIR"] = folder
+        try:
+            from webapp.layout import build_demo, load_app
+            from webapp.output_files import IMAGE_FOLDER, temporary_folder
+            from webapp.sessions import LeanSessionState, SessionState
+
+            handlers = load_app(checkpoint_dir).handlers
+            example = sorted((checkpoint_dir / "examples").glob("*.png"))[0]
+            png = Path(folder) / "640x480.png"
+            Image.open(io.BytesIO(photo(640, 480))).save(png)
+            uploads = {f"an example ({example.name}, 32x32 PNG)": example, "640x480 PNG": png}
+            for width, height in ((1024, 768), (4032, 3024)):
+                path = Path(folder) / f"{width}x{height}.jpg"
+                path.write_bytes(photo(width, height))
+                uploads[f"{width}x{height} JPEG"] = path
+            fresh = lambda: shutil.rmtree(temporary_folder() / IMAGE_FOLDER, ignore_errors=True)  # noqa: E731
+            print(f"\nThe server's own work, in process (CPU time per call; every picture encoded anew; "
+                  f"{runs} calls each):")
+            for name, path in uploads.items():
+                median, p95 = cpu_ms(lambda path=path: handlers.classify(str(path)),
+                                     runs if path.stat().st_size < 1_000_000 else max(runs // 5, 10), fresh)
+                print(f"  /classify, {name:<34} median {median:6.1f} ms   p95 {p95:6.1f} ms")
+            pixels = handlers.classify(str(example))["pixels"]
+            last = handlers.layers[-1].index
+            median, p95 = cpu_ms(lambda: handlers.explain(pixels, last, 0.5, -1), runs, fresh)
+            print(f"  /gradcam, three overlays (last layer)        median {median:6.1f} ms   p95 {p95:6.1f} ms")
+            demo = build_demo(checkpoint_dir)
+        finally:
+            if previous is None:
+                os.environ.pop("GRADIO_TEMP_DIR", None)
+            else:
+                os.environ["GRADIO_TEMP_DIR"] = previous
+    gradios, lean = session_kb(SessionState, demo), session_kb(LeanSessionState, demo)
+    print(f"\nA new session of this page ({len(demo.blocks)} blocks), Python's allocations traced: Gradio's own "
+          f"{gradios:.1f} KB, the app's (no copy of every component's settings) {lean:.1f} KB")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -182,7 +264,7 @@ def rest_caller(url: str, example: str):
     def call() -> None:
         with open(example, "rb") as handle:
             path = session.post(f"{url}/gradio_api/upload", files={"files": handle}).json()[0]
-        data = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "crop", 3]}
+        data = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "crop", 3, "single"]}
         event = session.post(f"{url}/gradio_api/call/classify", json=data).json()["event_id"]
         if "event: complete" not in session.get(f"{url}/gradio_api/call/classify/{event}").text:
             raise RuntimeError("the classification failed")
@@ -280,12 +362,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="timed repetitions in process")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads in process (the app uses 1)")
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--server-work", action="store_true",
+                        help="only the handlers' CPU per call and a session's size, in process")
     parser.add_argument("--sequential", type=int, default=100, help="calls in a row from one client")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--per-client", type=int, default=10, help="calls per concurrent client")
     parser.add_argument("--concurrency", type=int, default=2, help="the app's --concurrency")
     args = parser.parse_args()
     print(f"CPU cores: {os.cpu_count()}; load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.server_work:
+        server_work(args.checkpoint_dir, args.runs)
+        return
     in_process(args.checkpoint_dir, args.runs, args.threads)
     if not args.skip_http:
         http(args.checkpoint_dir, args.sequential, args.clients, args.per_client, args.concurrency)

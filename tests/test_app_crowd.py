@@ -25,12 +25,15 @@ from model import NORMS
 from tests.app_server import Server, app_server
 from tests.conftest import read_png
 from webapp.callbacks import CAMS, LABELS, TOP_CLASS, Handlers
+from webapp.gradcam import OVERLAY_FACTOR
 from webapp.inference import ModelBank, load_bank
 from webapp.lab import LabDemo
 from webapp.layout import _example_pixels
 from webapp.mistakes import ANY
 from webapp.output_files import IMAGE_FOLDER, png_file, remove_empty_folders
 from webapp.preprocess import prepare
+
+CAM_SHAPE = (32 * OVERLAY_FACTOR, 32 * OVERLAY_FACTOR, 3)  # a Grad-CAM overlay of a 32x32 image
 
 CROWD = 64
 ROUNDS = 3
@@ -165,7 +168,7 @@ def test_64_clients_asking_for_grad_cam_at_once_all_get_complete_answers(crowd: 
                                          ("BatchNorm", "GroupNorm", "LayerNorm")], f"client {i}"
             for cam, want in zip(cams, expected, strict=True):
                 got = png_pixels(cam)
-                assert got.shape == want.shape == (224, 224, 3), f"client {i}"
+                assert got.shape == want.shape == CAM_SHAPE, f"client {i}"
                 # The server runs one PyTorch thread, this process maybe more: the sums may round differently.
                 difference = np.abs(got.astype(int) - want.astype(int))
                 assert difference.max() <= 2 and difference.mean() < 0.05, f"client {i}, round {round_ + 1}"
@@ -238,7 +241,7 @@ def test_64_threads_classifying_and_explaining_the_same_upload(handlers: Handler
         return [cams[name] for name in CAMS.values()]
 
     alone = [png_pixels(path) for path in cam_paths(explain())]
-    assert all(cam.shape == (224, 224, 3) for cam in alone)
+    assert all(cam.shape == CAM_SHAPE for cam in alone)
     for _, cams in crowd_of_handlers(explain, cam_paths):
         assert all(np.array_equal(got, want) for got, want in zip(cams, alone, strict=True))
 

@@ -21,7 +21,7 @@ from model import NORMS, standardize
 from tests.conftest import read_png
 from webapp.callbacks import CAM_NOTE, CAMS, CLASSIFY_OUTPUTS, LABELS, TOP_CLASS, Handlers
 from webapp.charts import probability_chart
-from webapp.gradcam import feature_layers, grad_cam, overlay
+from webapp.gradcam import OVERLAY_FACTOR, feature_layers, grad_cam, overlay
 from webapp.inference import ModelBank, load_bank
 from webapp.mistakes import ALL_WRONG, ANY, ONLY_THIS, agreement_choices, caption, select
 from webapp.preprocess import enlarge, prepare
@@ -33,6 +33,8 @@ from webapp.training_report import (
     explanation,
     results_table,
 )
+
+CAM_SHAPE = (32 * OVERLAY_FACTOR, 32 * OVERLAY_FACTOR, 3)  # a Grad-CAM overlay of a 32x32 image
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +227,7 @@ def test_handlers_classify_explain_and_relabel(bank: ModelBank, examples: dict[s
     assert [len(label) for label in handlers.labels(state, 99).values()] == [10, 10, 10]  # never more than ten
     explained = handlers.explain(pixels, handlers.layers[-1].index, 0.5, TOP_CLASS)
     cams = [explained[name] for name in CAMS.values()]
-    assert len(cams) == 3 and all(read_png(cam).shape == (224, 224, 3) for cam in cams)
+    assert len(cams) == 3 and all(read_png(cam).shape == CAM_SHAPE for cam in cams)
     assert explained[CAM_NOTE].split(" · ") == [f"Where {title} looks for “ship”"
                                                 for title in ("BatchNorm", "GroupNorm", "LayerNorm")]
     cleared = handlers.classify(None, "crop", 3)  # a cleared input clears the outputs

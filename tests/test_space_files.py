@@ -22,7 +22,10 @@ from model import NORMS
 from tests.app_server import ROOT, Server, app_server
 from tests.conftest import read_png
 from webapp.deploy import megabytes, space_files, space_patterns, total_bytes
+from webapp.gradcam import OVERLAY_FACTOR
 from webapp.preprocess import prepare
+
+CAM_SHAPE = (32 * OVERLAY_FACTOR, 32 * OVERLAY_FACTOR, 3)  # a Grad-CAM overlay of a 32x32 image
 
 LEFT_HOME = ("tests/", "benchmarks/", "training/", "runs/", "data/", "logs/", ".ci/", "test-artifacts/", ".git/")
 
@@ -60,7 +63,7 @@ def test_the_copy_classifies_and_explains(server: Server, space: Path) -> None:
     assert [label["label"] for label in result[1:4]] == ["dog"] * 3
     assert np.array_equal(read_png(result[0]["path"]), prepare(dog)[0])
     cams = api.predict(4, 0.5, -1, api_name="/gradcam")
-    assert [read_png(cam["path"]).shape for cam in cams[:3]] == [(224, 224, 3)] * 3
+    assert [read_png(cam["path"]).shape for cam in cams[:3]] == [CAM_SHAPE] * 3
     assert cams[3].count("looks for “dog”") == 3
 
 
