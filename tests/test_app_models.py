@@ -276,7 +276,7 @@ def test_training_report_shows_a_retrained_reference_beside_ours(tmp_path: Path)
     write_results(tmp_path / "results.json", ours)
     write_results(tmp_path / "reference" / "results.json", {"bn": {"train_accuracy": 0.7, "test_accuracy": 0.6}})
     headers, rows = results_table(ModelBank(CheckpointFolder(tmp_path)))
-    assert headers[-1] == "Reference (retrained here)"
+    assert headers[-1] == "Reference, our recipe (test)"
     assert rows[0] == ["BatchNorm", "1,000", "3", "50.00%", "25.00%", "1.5 min", "74.53% / 74.71%", "70.00% / 60.00%"]
     assert rows[1][1:6] == ["–"] * 5 and rows[1][-1] == "–"  # no GroupNorm results on either side
 

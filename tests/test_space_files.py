@@ -79,7 +79,7 @@ def test_the_copy_shows_every_tab_with_its_content(server: Server, space: Path) 
     assert f"{count:,}" in text  # the Mistakes tab read its file
     assert all(f"{100 * results[norm]['test_accuracy']:.2f}%" in text for norm in NORMS)
     if (space / "checkpoints" / "reference" / "results.json").is_file():
-        assert "retrained here" in text.lower()  # the reference network's column
+        assert "reference, our recipe" in text.lower()  # the reference network's column
     # What the page says when a file it reads is missing or damaged.
     for problem in ("unavailable", "Not measured yet", "not in the expected form", "No mistakes to show"):
         assert problem not in text, problem

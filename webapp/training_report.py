@@ -18,7 +18,7 @@ TABLE_HEADERS = [
     "Normalization", "Parameters", "Epochs", "Train acc.", "Test acc.", "Training time", "Reference (published)",
 ]
 SEEDS_HEADER = "Test acc. over seeds (mean ± std)"
-RETRAINED_HEADER = "Reference (retrained here)"
+RETRAINED_HEADER = "Reference, our recipe (test)"
 REPRODUCED_HEADER = "Reference, published recipe reproduced here (test, over seeds)"
 
 
@@ -43,7 +43,7 @@ def results_table(bank: ModelBank) -> tuple[list[str], list[list[str]]]:
     """Headers and one row per norm: ours, with the reference network's train / test accuracy beside them.
 
     Train and test accuracy are the shipped (seed 0) model's. The column over seeds appears
-    when ``results.json`` has more than one seed; the "retrained here" column only when
+    when ``results.json`` has more than one seed; the "our recipe" column only when
     ``checkpoints/reference/results.json`` exists.
     """
     ours = read_results(bank.folder.results) or {norm: loaded.metadata for norm, loaded in bank.models.items()}
