@@ -16,13 +16,16 @@ import torch
 from optuna.trial import TrialState
 
 import training.search.runner as runner
+from artifacts.folder import CheckpointFolder
 from artifacts.trials import read_trials
+from artifacts.weights import load_checkpoint
 from tests.app_server import ROOT
 from training.__main__ import parse_args as training_args
 from training.config import TrainConfig
 from training.data import Split
 from training.search.__main__ import main
 from training.search.record import (
+    CONFIRM,
     RECORDED,
     SCREEN,
     describe,
@@ -179,11 +182,16 @@ def test_a_trial_trains_on_the_45000_and_evaluates_on_the_5000_validation_images
     monkeypatch.setattr(runner, "train", train)
     [config] = trial_configs(baseline(["bn"]), ["bn"], epochs=1, train_subset=256)
     messages: queue.Queue = queue.Queue()
-    runner.train_norm(config, tmp_path, torch.device("cpu"), tmp_path / "state", torch.get_num_threads(), messages)
+    runner.train_norm(config, tmp_path, torch.device("cpu"), tmp_path / "state", torch.get_num_threads(), messages,
+                      models_dir=tmp_path / "models")
     kind, norm, record = messages.get_nowait()
     assert (kind, norm) == ("epoch", "bn") and "val_accuracy" in record and "test_accuracy" not in record
     assert messages.get_nowait() == ("done", "bn", None)
     assert loaded == [True] and splits == [(500, 5000)]
+    # A confirmation run keeps its model, for the photos; it says it was never tested.
+    _, metadata = load_checkpoint(CheckpointFolder(tmp_path / "models").weights("bn"))
+    assert metadata["test_accuracy"] is None and metadata["validation_accuracy"] == record["val_accuracy"]
+    assert metadata["train_images"] == 256 and metadata["epochs"] == 1
 
 
 # ---- a study end to end: screened, pruned, killed and resumed ------------------------------------------------------
@@ -252,6 +260,24 @@ def test_a_study_screens_prunes_and_continues_a_killed_workers_trial(cifar_dir: 
     assert not any((states / SCREEN).iterdir())  # the finished trials' states are gone
     saved = json.loads((checkpoints / "trials.json").read_text())
     assert saved["trials"] == trial_records(storage)
+
+
+def test_the_best_candidate_is_confirmed_over_seeds_and_its_models_kept(cifar_dir: Path, tmp_path: Path) -> None:
+    checkpoints, states = tmp_path / "checkpoints", tmp_path / "runs"
+    common = ["--checkpoint-dir", str(checkpoints), "--state-dir", str(states), "--data-dir", str(cifar_dir),
+              "--norms", "bn", "--epochs", "1", "--train-subset", "500"]
+    assert main([*common, "--trials", "1"]) == 0
+    assert main([*common, "--confirm", "1", "--seeds", "2", "--confirm-epochs", "1"]) == 0
+    storage = HeartbeatJournalStorage(checkpoints / "search" / "journal.log")
+    confirmed = optuna.load_study(study_name=CONFIRM, storage=storage).get_trials()
+    assert [(trial.state, trial.params["seed"]) for trial in confirmed] == [(TrialState.COMPLETE, 0),
+                                                                          (TrialState.COMPLETE, 1)]
+    for trial in confirmed:  # each run's model, to be measured on photos
+        _, metadata = load_checkpoint(states / "models" / f"{CONFIRM}-{trial.number}" / "bn.safetensors")
+        assert metadata["seed"] == trial.params["seed"] and metadata["test_accuracy"] is None
+        assert metadata["validation_accuracy"] == pytest.approx(trial.value)
+    assert main([*common, "--confirm", "1", "--seeds", "2", "--confirm-epochs", "1"]) == 0  # nothing left to do
+    assert len(optuna.load_study(study_name=CONFIRM, storage=storage).get_trials()) == 2
 
 
 def test_without_optuna_the_search_says_what_to_install() -> None:

@@ -70,17 +70,9 @@ def finished(config: TrainConfig, output_dir: Path) -> bool:
     return found == expected
 
 
-def export_norm(result: TrainResult, test_split: Split, output_dir: Path, train_images: int = 50_000,
-                validation: tuple[Split, str] | None = None) -> dict[str, Any]:
-    """Write one trained model's checkpoint and history, and for the shipped seed its confusion matrix
-    and mistake grid (the other seeds are kept for their numbers).
-
-    ``validation``: the held-out split the run was evaluated on, and its id, for runs that
-    trained on the other training images; its accuracy goes into the metadata.
-    """
+def model_metadata(result: TrainResult, test_accuracy: float | None, train_images: int) -> dict[str, Any]:
+    """What a checkpoint says of its model: the network, the recipe that trained it, and how it did."""
     config, last = result.config, result.history[-1]
-    predicted = class_probabilities(result.model, test_split.images, mean=config.mean, std=config.std).cpu().argmax(1)
-    test_accuracy = (predicted == test_split.labels.cpu()).sum().item() / len(predicted)
     metadata = {
         "arch": config.arch, "norm": config.norm, "parameters": count_parameters(result.model),
         "epochs": config.epochs, "train_accuracy": last["train_accuracy"], "test_accuracy": test_accuracy,
@@ -96,6 +88,34 @@ def export_norm(result: TrainResult, test_split: Split, output_dir: Path, train_
     metadata.update(config.levers())  # only those set: a checkpoint without them was trained without
     if config.norm == "gn":
         metadata["gn_groups"] = config.gn_groups
+    return metadata
+
+
+def export_candidate(result: TrainResult, output_dir: Path, train_images: int) -> Path:
+    """A search candidate's model, so that it can be measured on photos (``benchmarks/photos.py``).
+
+    It was trained on the 45,000 images the validation split leaves and never evaluated on the
+    test set: its test accuracy is ``None`` and its validation accuracy that of its last epoch.
+    """
+    metadata = {**model_metadata(result, None, train_images),
+                "validation_accuracy": result.history[-1]["val_accuracy"]}
+    path = CheckpointFolder(output_dir).weights(result.config.norm)
+    save_checkpoint(result.model, path, metadata)
+    return path
+
+
+def export_norm(result: TrainResult, test_split: Split, output_dir: Path, train_images: int = 50_000,
+                validation: tuple[Split, str] | None = None) -> dict[str, Any]:
+    """Write one trained model's checkpoint and history, and for the shipped seed its confusion matrix
+    and mistake grid (the other seeds are kept for their numbers).
+
+    ``validation``: the held-out split the run was evaluated on, and its id, for runs that
+    trained on the other training images; its accuracy goes into the metadata.
+    """
+    config = result.config
+    predicted = class_probabilities(result.model, test_split.images, mean=config.mean, std=config.std).cpu().argmax(1)
+    test_accuracy = (predicted == test_split.labels.cpu()).sum().item() / len(predicted)
+    metadata = model_metadata(result, test_accuracy, train_images)
     if validation is not None:
         held_out, held_out_id = validation
         correct = (class_probabilities(result.model, held_out.images, mean=config.mean, std=config.std).cpu().argmax(1)

@@ -94,7 +94,8 @@ class Objective:
 
         finished = False
         try:
-            train_side_by_side(configs, self.data_dir, self.device, state_dir, self.threads, on_epoch)
+            train_side_by_side(configs, self.data_dir, self.device, state_dir, self.threads, on_epoch,
+                               models_dir=self.models_dir(trial.number))
             finished = True
         except (optuna.TrialPruned, TrainingFailed) as error:
             finished = True  # nothing to continue: its states can go
@@ -107,6 +108,12 @@ class Objective:
                 shutil.rmtree(state_dir, ignore_errors=True)
                 self.current = None
         return statistics.fmean(history[-1]["val_accuracy"] for history in seen.values())
+
+    def models_dir(self, number: int) -> Path | None:
+        """Where a confirmation run keeps its models, to be measured on photos (screening runs keep none)."""
+        if self.stage != CONFIRM:
+            return None
+        return Path(self.args.state_dir) / "models" / f"{self.stage}-{number}"
 
     @property
     def data_dir(self) -> Path:

@@ -22,6 +22,7 @@ import torch
 
 from training.config import TrainConfig
 from training.data import hold_out_validation, load_split
+from training.export import export_candidate
 from training.loop import keep_freed_memory, train
 from training.parallel import WorkerDied
 
@@ -44,29 +45,34 @@ def die_with_parent(parent: int) -> None:
 
 
 def train_norm(config: TrainConfig, data_dir: Path, device: torch.device, state_dir: Path, threads: int,
-               messages: Any, parent: int | None = None) -> None:
-    """A worker: train one config on the training images the validation split leaves, reporting every epoch."""
+               messages: Any, parent: int | None = None, models_dir: Path | None = None) -> None:
+    """A worker: train one config on the training images the validation split leaves, reporting every epoch;
+    with ``models_dir``, the trained model is kept there (``training.export.export_candidate``)."""
     if parent is not None:
         die_with_parent(parent)
     torch.set_num_threads(threads)
     keep_freed_memory()
     try:
         rest, held_out, _ = hold_out_validation(load_split(data_dir, train=True))
-        train(config, rest, held_out, device, state_dir, progress=False,
-              report=lambda record: messages.put(("epoch", config.norm, record)))
+        result = train(config, rest, held_out, device, state_dir, progress=False,
+                       report=lambda record: messages.put(("epoch", config.norm, record)))
+        if models_dir is not None:
+            export_candidate(result, models_dir, train_images=len(rest))
         messages.put(("done", config.norm, None))
     except Exception as error:  # noqa: BLE001 - reported to the parent, which fails the trial with it
         messages.put(("error", config.norm, f"{type(error).__name__}: {error}"))
 
 
 def train_side_by_side(configs: list[TrainConfig], data_dir: Path, device: torch.device, state_dir: Path,
-                       threads: int, on_epoch: Callable[[int, dict[str, dict[str, float]]], None]
-                       ) -> dict[str, list[dict[str, float]]]:
-    """Train every config at once, one process each; every norm's per-epoch records, in epoch order."""
+                       threads: int, on_epoch: Callable[[int, dict[str, dict[str, float]]], None],
+                       models_dir: Path | None = None) -> dict[str, list[dict[str, float]]]:
+    """Train every config at once, one process each; every norm's per-epoch records, in epoch order.
+    With ``models_dir``, each trained model is kept there, one checkpoint per norm."""
     context = multiprocessing.get_context("spawn")  # a forked copy of a process that ran OpenMP code can hang
     messages = context.Queue()
     workers = {config.norm: context.Process(target=train_norm, name=f"train-{config.norm}", daemon=True,
-                                            args=(config, data_dir, device, state_dir, threads, messages, os.getpid()))
+                                            args=(config, data_dir, device, state_dir, threads, messages, os.getpid(),
+                                                  models_dir))
                for config in configs}
     histories: dict[str, list[dict[str, float]]] = {norm: [] for norm in workers}
     done: set[str] = set()
