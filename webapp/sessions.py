@@ -82,13 +82,17 @@ def return_freed_memory() -> bool:
     this the server's RSS keeps the high-water mark of every retention's worth of visitors.
     Linux with glibc only; elsewhere a no-op. Returns whether memory was trimmed.
     """
-    if not sys.platform.startswith("linux"):
-        return False
+    return bool(_MALLOC_TRIM(0)) if _MALLOC_TRIM is not None else False
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (e.g. musl)
-        return False
-    return bool(libc.malloc_trim(0))
+        return ctypes.CDLL("libc.so.6").malloc_trim if sys.platform.startswith("linux") else None
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 def release_idle_sessions(retention: float) -> Callable[[Any], AbstractAsyncContextManager[None]]:
