@@ -262,6 +262,35 @@ def test_a_study_screens_prunes_and_continues_a_killed_workers_trial(cifar_dir: 
     assert saved["trials"] == trial_records(storage)
 
 
+def test_a_worker_stopped_with_kill_queues_its_trial_again_at_once(cifar_dir: Path, tmp_path: Path) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    storage = HeartbeatJournalStorage(checkpoints / "search" / "journal.log")
+    command = [sys.executable, "-m", "training.search", "--checkpoint-dir", str(checkpoints), "--state-dir",
+               str(tmp_path / "runs"), "--data-dir", str(cifar_dir), "--norms", "bn", "--epochs", "3",
+               "--train-subset", "3000"]
+    # In the background, as `nohup ... &` starts it: SIGINT ignored, so SIGTERM is the way to stop it.
+    worker = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+
+    def first_epoch_reported() -> bool:
+        journal = HeartbeatJournalStorage(storage.path)
+        if SCREEN not in optuna.get_all_study_names(journal):
+            return False
+        return any(1 in trial.intermediate_values
+                   for trial in optuna.load_study(study_name=SCREEN, storage=journal).get_trials())
+
+    try:
+        wait_for(first_epoch_reported, 600, "the first epoch")
+        worker.terminate()
+        _, errors = worker.communicate(timeout=120)
+    finally:
+        worker.kill()
+    assert worker.returncode == 130 and "queued again" in errors
+    stopped, queued = optuna.load_study(study_name=SCREEN, storage=storage).get_trials()
+    assert stopped.state == TrialState.FAIL and queued.state == TrialState.WAITING
+    assert queued.params == stopped.params and queued.system_attrs["failed_trial"] == stopped.number
+
+
 def test_the_best_candidate_is_confirmed_over_seeds_and_its_models_kept(cifar_dir: Path, tmp_path: Path) -> None:
     checkpoints, states = tmp_path / "checkpoints", tmp_path / "runs"
     common = ["--checkpoint-dir", str(checkpoints), "--state-dir", str(states), "--data-dir", str(cifar_dir),

@@ -9,8 +9,10 @@
 The studies live in one Optuna journal, ``checkpoints/search/journal.log`` (``--checkpoint-dir``):
 commit it, and a later session continues the same studies. Any number of workers can run at once,
 in other terminals or on other machines that mount the same folder; each takes the next trial.
-A worker that is killed leaves its trial RUNNING until another worker sees it is gone and queues
-it again (``training.search.storage``); the trial then continues from its last finished epoch.
+``kill PID`` stops a worker as Ctrl-C does: its trial is queued again at once. A worker killed
+otherwise (SIGKILL, a crash, a lost machine) leaves its trial RUNNING until another worker sees
+it is gone and queues it again (``training.search.storage``). Either way the trial continues
+from its last finished epoch.
 See ``training.search.record`` for the studies, and README.md, "The search".
 """
 
@@ -18,6 +20,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import signal
 import statistics
 import sys
 import warnings
@@ -256,6 +259,16 @@ def run(study: optuna.Study, objective: Objective, callbacks: list[Any], n_trial
         raise
 
 
+def stop_on_terminate() -> None:
+    """``kill`` (SIGTERM) stops a worker as Ctrl-C does: its trial is queued again at once. A worker started in
+    the background with ``nohup ... &`` ignores Ctrl-C's SIGINT, so SIGTERM is how it is stopped."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     folder = CheckpointFolder(args.checkpoint_dir if args.checkpoint_dir is not None else default_checkpoint_dir())
@@ -287,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                             "the folder holding cifar-10-batches-py/, or run `python -m training --download`")
         device = pick_device(args.device)
         keep_freed_memory()
+        stop_on_terminate()
         _, threads = plan_jobs(len(args.norms), device, jobs=len(args.norms))
 
         def objective_for(stage: str, settings: dict[str, Any]) -> Objective:
