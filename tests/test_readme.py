@@ -79,3 +79,35 @@ def test_the_published_runs_are_set_against_the_spread_of_ours(tmp_path: Path) -
     assert "| 73.50 to 73.90% | 72.71 to 74.69% | yes: outside our seeds' range, within the interval for one run |" \
         in rows["GroupNorm"]
     assert rows["LayerNorm"].endswith("| no: 2.68 points below our mean |")
+
+
+def test_the_search_tables_rank_candidates_and_say_what_each_changes(tmp_path: Path) -> None:
+    from artifacts.trials import write_trials
+    from training.readme import confirmation_table, screening_table
+
+    def trial(study: str, number: int, state: str, value: float | None, params: dict, epochs: int = 8,
+              **extra) -> dict:
+        models = {norm: {"norm": norm, "epochs": epochs, "epochs_trained": 3 if state == "PRUNED" else epochs,
+                         "validation_accuracy": value + offset}
+                  for norm, offset in (("bn", 0.01), ("gn", 0.0), ("ln", -0.01))}
+        return {"study": study, "trial": number, "state": state, "value": value, "device": "CPU",
+                "commands": {}, "params": params, "models": models, **extra}
+
+    shipped = {"arch": "residual", "ema_decay": 0.0, "weight_decay": 5e-4}
+    better = {**shipped, "arch": "residual-gelu", "ema_decay": 0.99}
+    folder = CheckpointFolder(tmp_path)
+    write_trials(folder.trials, [
+        trial("screen", 0, "COMPLETE", 0.80, shipped),
+        trial("screen", 1, "PRUNED", 0.60, {**shipped, "weight_decay": 1e-4}),
+        trial("screen", 2, "COMPLETE", 0.82, better),
+        *(trial("confirm", 3 + seed, "COMPLETE", 0.86 + seed / 100, {**better, "seed": seed}, epochs=20, screen_trial=2)
+          for seed in (0, 1)),
+    ])
+    lines = screening_table(folder).splitlines()
+    assert lines[0].startswith("3 candidates screened (2 complete, 1 pruned), 8 epochs each")
+    assert [line.split(" | ")[:3] for line in lines[4:]] == [
+        ["| 2", "complete", "arch=residual-gelu, ema_decay=0.99"], ["| 0", "complete", "the shipped recipe"],
+        ["| 1", "pruned after epoch 3", "weight_decay=0.0001"]]
+    assert lines[4].endswith("| 82.00% | 83.00% | 82.00% | 81.00% |")
+    [row] = confirmation_table(folder).splitlines()[2:]
+    assert row == "| 2 | arch=residual-gelu, ema_decay=0.99 | 20 | 0, 1 | 87.50 ± 0.71 | 86.50 ± 0.71 | 85.50 ± 0.71 |"

@@ -174,6 +174,68 @@ def trials_table(folder: CheckpointFolder, key: str) -> str:
                           rows, right=2)
 
 
+def _changes(params: dict[str, Any], shipped: dict[str, Any]) -> str:
+    """The choices of a search trial that differ from the shipped recipe's (the study's first trial)."""
+    changed = [f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+               for key, value in params.items() if key != "seed" and shipped.get(key) != value]
+    return ", ".join(changed) or "the shipped recipe"
+
+
+def _search_trials(folder: CheckpointFolder, study: str) -> list[dict[str, Any]]:
+    return [trial for trial in read_trials(folder.trials) if trial.get("study") == study]
+
+
+def screening_table(folder: CheckpointFolder) -> str:
+    """Every screened candidate, best first: its state, mean and per-norm validation accuracy, what it changes."""
+    trials = _search_trials(folder, "screen")
+    if not trials:
+        return "*No trial screened yet: run `python -m training.search`.*\n"
+    shipped = next((trial["params"] for trial in trials if trial["trial"] == 0), {})
+    states = {state: sum(trial["state"] == state for trial in trials) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    epochs = {model.get("epochs") for trial in trials for model in trial["models"].values()}
+    counted = ", ".join(f"{count} {state.lower()}" for state, count in states.items() if count)
+    lengths = "/".join(str(e) for e in sorted(epochs - {None}))
+    summary = (f"{len(trials)} candidates screened ({counted}), {lengths} epochs each on the 45,000 training "
+               "images; validation accuracy at the last epoch run:")
+    ranked = sorted(trials, key=lambda trial: (trial["state"] != "COMPLETE", -(trial["value"] or 0.0),
+                                               trial["trial"]))
+    rows = []
+    for trial in ranked:
+        models = trial["models"]
+        cells = [percent(models[norm]["validation_accuracy"]) if "validation_accuracy" in models.get(norm, {})
+                 else "–" for norm in NORMS]
+        done = {model.get("epochs_trained") for model in models.values()}
+        state = trial["state"].lower() + (f" after epoch {min(done)}" if trial["state"] == "PRUNED" else "")
+        mean = percent(trial["value"]) if trial["value"] is not None else "–"
+        rows.append([str(trial["trial"]), state, _changes(trial["params"], shipped), mean, *cells])
+    headers = ["trial", "state", "changes from the shipped recipe", "mean", *(NORMS[n].short for n in NORMS)]
+    return summary + "\n\n" + markdown_table(headers, rows, right=3)
+
+
+def confirmation_table(folder: CheckpointFolder) -> str:
+    """Each confirmed candidate over its seeds: mean ± std of the validation accuracy per norm."""
+    trials = [trial for trial in _search_trials(folder, "confirm") if trial["state"] == "COMPLETE"]
+    if not trials:
+        return "*Nothing confirmed yet: run `python -m training.search --confirm 2`.*\n"
+    shipped = next((trial["params"] for trial in _search_trials(folder, "screen") if trial["trial"] == 0), {})
+    by_candidate: dict[int, list[dict[str, Any]]] = {}
+    for trial in trials:
+        by_candidate.setdefault(trial["screen_trial"], []).append(trial)
+    rows = []
+    for screened, runs in by_candidate.items():
+        cells = []
+        for norm in NORMS:
+            values = [100 * run["models"][norm]["validation_accuracy"] for run in runs if norm in run["models"]]
+            std = f" ± {torch.tensor(values).std().item():.2f}" if len(values) > 1 else ""
+            cells.append(f"{sum(values) / len(values):.2f}{std}" if values else "–")
+        epochs = {model["epochs"] for run in runs for model in run["models"].values()}
+        seeds = ", ".join(str(run["params"]["seed"]) for run in sorted(runs, key=lambda run: run["params"]["seed"]))
+        rows.append([str(screened), _changes(runs[0]["params"], shipped), "/".join(map(str, sorted(epochs))), seeds,
+                     *cells])
+    return markdown_table(["screened as trial", "changes from the shipped recipe", "epochs", "seeds",
+                           *(NORMS[n].short for n in NORMS)], rows, right=2)
+
+
 def lab_table(name: str) -> Callable[[CheckpointFolder], str]:
     def render(folder: CheckpointFolder) -> str:
         results = read_lab_results(folder.lab, name)
@@ -221,6 +283,8 @@ SECTIONS: dict[str, Callable[[CheckpointFolder], str]] = {
     "reproduction": reproduction_table,
     "validation_trials": lambda folder: trials_table(folder, "validation_accuracy"),
     "test_trials": lambda folder: trials_table(folder, "test_accuracy"),
+    "search_screening": screening_table,
+    "search_confirmation": confirmation_table,
     **{f"lab_{name}": lab_table(name) for name in EXPERIMENTS},
     "lab_robustness_differences": robustness_differences,
     "lab_calibration_differences": calibration_differences,
