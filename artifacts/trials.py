@@ -59,6 +59,13 @@ def model_record(metadata: dict[str, Any]) -> dict[str, Any]:
     return {key: metadata[key] for key in MODEL_KEYS if key in metadata}
 
 
+def changed_settings(params: dict[str, Any], reference: dict[str, Any]) -> str:
+    """A search trial's choices that differ from ``reference`` (the shipped recipe), in a line; the seed is not one."""
+    changed = [f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+               for key, value in params.items() if key != "seed" and reference.get(key) != value]
+    return ", ".join(changed) or "the shipped recipe"
+
+
 def read_trials(path: Path) -> list[dict[str, Any]]:
     """Every recorded trial, oldest first; none when the file does not exist."""
     try:

@@ -27,8 +27,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -163,7 +165,8 @@ def inside_beside_classify(checkpoint_dir: Path, runs: int) -> None:
         print(f"  {name:<42} {summary(seconds)}   {np.median(seconds) / base:5.1f}x Classify")
 
 
-def cpu_ms(function, runs: int, before_each=None, warmup: int = 3) -> tuple[float, float]:
+def cpu_ms(function: Callable[[], object], runs: int, before_each: Callable[[], object] | None = None,
+           warmup: int = 3) -> tuple[float, float]:
     """Median and 95th percentile of the CPU time (all of this process's threads) of ``function``, in ms."""
     for _ in range(warmup):
         function()
@@ -178,7 +181,7 @@ def cpu_ms(function, runs: int, before_each=None, warmup: int = 3) -> tuple[floa
     return float(np.median(ms)), float(np.percentile(ms, 95))
 
 
-def session_kb(make_session, demo, sessions: int = 200) -> float:
+def session_kb(make_session: Callable[[Any], object], demo: Any, sessions: int = 200) -> float:
     """Python's allocations per session of ``demo``, traced over ``sessions`` sessions made and kept."""
     import tracemalloc
 

@@ -9,6 +9,9 @@ from PIL import Image
 from artifacts.folder import CheckpointFolder
 from model import NORMS
 from training.data import DATA_DIR_ENV, DEFAULT_DATA_DIR, Split, dataset_problems, load_split
+from webapp.gradcam import OVERLAY_FACTOR
+
+CAM_SHAPE = (32 * OVERLAY_FACTOR, 32 * OVERLAY_FACTOR, 3)  # a Grad-CAM overlay of a 32x32 image, as the app sends it
 
 REPO = Path(__file__).resolve().parent.parent
 # The checkpoint set the app tests run on: the shipped one, or the folder $CHECKPOINT_DIR names.

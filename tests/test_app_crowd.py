@@ -23,17 +23,14 @@ from PIL import Image
 from artifacts.mistakes import MistakeSet, load_mistakes
 from model import NORMS
 from tests.app_server import Server, app_server
-from tests.conftest import read_png
+from tests.conftest import CAM_SHAPE, read_png
 from webapp.callbacks import CAMS, LABELS, TOP_CLASS, Handlers
-from webapp.gradcam import OVERLAY_FACTOR
 from webapp.inference import ModelBank, load_bank
 from webapp.lab import LabDemo
 from webapp.layout import _example_pixels
 from webapp.mistakes import ANY
 from webapp.output_files import IMAGE_FOLDER, png_file, remove_empty_folders
 from webapp.preprocess import prepare
-
-CAM_SHAPE = (32 * OVERLAY_FACTOR, 32 * OVERLAY_FACTOR, 3)  # a Grad-CAM overlay of a 32x32 image
 
 CROWD = 64
 ROUNDS = 3

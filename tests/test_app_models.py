@@ -18,10 +18,10 @@ from artifacts.folder import CheckpointFolder
 from artifacts.mistakes import MistakesError, load_mistakes
 from artifacts.results import write_results
 from model import NORMS, standardize
-from tests.conftest import read_png
+from tests.conftest import CAM_SHAPE, read_png
 from webapp.callbacks import CAM_NOTE, CAMS, CLASSIFY_OUTPUTS, LABELS, TOP_CLASS, Handlers
 from webapp.charts import probability_chart
-from webapp.gradcam import OVERLAY_FACTOR, feature_layers, grad_cam, overlay
+from webapp.gradcam import feature_layers, grad_cam, overlay
 from webapp.inference import ModelBank, load_bank
 from webapp.mistakes import ALL_WRONG, ANY, ONLY_THIS, agreement_choices, caption, select
 from webapp.preprocess import enlarge, prepare
@@ -33,8 +33,6 @@ from webapp.training_report import (
     explanation,
     results_table,
 )
-
-CAM_SHAPE = (32 * OVERLAY_FACTOR, 32 * OVERLAY_FACTOR, 3)  # a Grad-CAM overlay of a 32x32 image
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,7 @@ def test_the_search_tables_rank_candidates_and_say_what_each_changes(tmp_path: P
     def trial(study: str, number: int, state: str, value: float | None, params: dict, epochs: int = 8,
               **extra) -> dict:
         models = {norm: {"norm": norm, "epochs": epochs, "epochs_trained": 3 if state == "PRUNED" else epochs,
-                         "validation_accuracy": value + offset}
+                         "train_images": 45_000, "validation_accuracy": value + offset}
                   for norm, offset in (("bn", 0.01), ("gn", 0.0), ("ln", -0.01))}
         return {"study": study, "trial": number, "state": state, "value": value, "device": "CPU",
                 "commands": {}, "params": params, "models": models, **extra}
@@ -99,15 +99,17 @@ def test_the_search_tables_rank_candidates_and_say_what_each_changes(tmp_path: P
     write_trials(folder.trials, [
         trial("screen", 0, "COMPLETE", 0.80, shipped),
         trial("screen", 1, "PRUNED", 0.60, {**shipped, "weight_decay": 1e-4}),
-        trial("screen", 2, "COMPLETE", 0.82, better),
-        *(trial("confirm", 3 + seed, "COMPLETE", 0.86 + seed / 100, {**better, "seed": seed}, epochs=20, screen_trial=2)
+        trial("screen", 2, "FAIL", 0.70, better),  # stopped, then queued again as trial 3
+        trial("screen", 3, "COMPLETE", 0.82, better, retry_of=2),
+        *(trial("confirm", seed, "COMPLETE", 0.86 + seed / 100, {**better, "seed": seed}, epochs=20, screen_trial=3)
           for seed in (0, 1)),
     ])
     lines = screening_table(folder).splitlines()
-    assert lines[0].startswith("3 candidates screened (2 complete, 1 pruned), 8 epochs each")
+    assert lines[0].startswith("3 candidates screened (2 complete, 1 pruned), 8 epochs each on 45,000 training")
     assert [line.split(" | ")[:3] for line in lines[4:]] == [
-        ["| 2", "complete", "arch=residual-gelu, ema_decay=0.99"], ["| 0", "complete", "the shipped recipe"],
+        ["| 3", "complete", "arch=residual-gelu, ema_decay=0.99"], ["| 0", "complete", "the shipped recipe"],
         ["| 1", "pruned after epoch 3", "weight_decay=0.0001"]]
     assert lines[4].endswith("| 82.00% | 83.00% | 82.00% | 81.00% |")
     [row] = confirmation_table(folder).splitlines()[2:]
-    assert row == "| 2 | arch=residual-gelu, ema_decay=0.99 | 20 | 0, 1 | 87.50 ± 0.71 | 86.50 ± 0.71 | 85.50 ± 0.71 |"
+    assert row == ("| 3 | arch=residual-gelu, ema_decay=0.99 | 20 | 0 (0), 1 (1) | 87.50 ± 0.71 | 86.50 ± 0.71 "
+                   "| 85.50 ± 0.71 |")

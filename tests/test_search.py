@@ -74,12 +74,15 @@ def test_an_idea_is_queued_with_the_rest_as_shipped_and_one_outside_the_space_is
     where = ["--checkpoint-dir", str(tmp_path)]
     for idea, message in [('{"ema_decay": 0.9}', "outside the search space"),
                           ('{"widths": 3}', "not in the search space"), ('{"weight_decay": 1}', "out of the range"),
-                          ('[1]', "JSON object"), ("{", "JSON object")]:
+                          ('[1]', "JSON object"), ("{", "JSON object"),
+                          ('{"dirac_init": 1}', "takes values like False"),
+                          ('{"weight_decay": "0.001"}', "takes values like 0.0005")]:
         assert main([*where, "--enqueue", '{"flips": "alternate"}', "--enqueue", idea]) == 2, idea
         assert message in capsys.readouterr().err, idea
     assert not optuna.get_all_study_names(storage_in(tmp_path))  # a bad idea queues none of its batch
 
     assert main([*where, "--enqueue", '{"ema_decay": 0.99, "arch": "late"}', "--enqueue", "{}"]) == 0
+    assert "already in the study, not queued again" in capsys.readouterr().out  # {} is the shipped recipe
     waiting = optuna.load_study(study_name=SCREEN, storage=storage_in(tmp_path)).get_trials(
         states=(TrialState.WAITING,))
     # The shipped recipe first, as in every new study; {} is the shipped recipe, so it is there once.

@@ -20,12 +20,9 @@ from gradio_client import Client, handle_file
 from artifacts.results import read_results
 from model import NORMS
 from tests.app_server import ROOT, Server, app_server
-from tests.conftest import read_png
+from tests.conftest import CAM_SHAPE, read_png
 from webapp.deploy import megabytes, space_files, space_patterns, total_bytes
-from webapp.gradcam import OVERLAY_FACTOR
 from webapp.preprocess import prepare
-
-CAM_SHAPE = (32 * OVERLAY_FACTOR, 32 * OVERLAY_FACTOR, 3)  # a Grad-CAM overlay of a 32x32 image
 
 LEFT_HOME = ("tests/", "benchmarks/", "training/", "runs/", "data/", "logs/", ".ci/", "test-artifacts/", ".git/")
 

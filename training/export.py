@@ -91,14 +91,14 @@ def model_metadata(result: TrainResult, test_accuracy: float | None, train_image
     return metadata
 
 
-def export_candidate(result: TrainResult, output_dir: Path, train_images: int) -> Path:
+def export_candidate(result: TrainResult, output_dir: Path, train_images: int, validation_split: str) -> Path:
     """A search candidate's model, so that it can be measured on photos (``benchmarks/photos.py``).
 
     It was trained on the 45,000 images the validation split leaves and never evaluated on the
     test set: its test accuracy is ``None`` and its validation accuracy that of its last epoch.
     """
     metadata = {**model_metadata(result, None, train_images),
-                "validation_accuracy": result.history[-1]["val_accuracy"]}
+                "validation_accuracy": result.history[-1]["val_accuracy"], "validation_split": validation_split}
     path = CheckpointFolder(output_dir).weights(result.config.norm)
     save_checkpoint(result.model, path, metadata)
     return path

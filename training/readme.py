@@ -15,6 +15,7 @@ README and the files disagree; the tests run it, so a number cannot drift.
 
 import argparse
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 from artifacts.folder import DEFAULT_CHECKPOINT_DIR, CheckpointFolder
 from artifacts.lab import EXPERIMENTS, difference_text, markdown_table, read_lab_results
 from artifacts.results import read_over_seeds, read_results
-from artifacts.trials import read_trials
+from artifacts.trials import changed_settings, read_trials
 from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model, count_parameters, network_fingerprint
 from training.statistics import prediction_interval
 
@@ -174,13 +175,6 @@ def trials_table(folder: CheckpointFolder, key: str) -> str:
                           rows, right=2)
 
 
-def _changes(params: dict[str, Any], shipped: dict[str, Any]) -> str:
-    """The choices of a search trial that differ from the shipped recipe's (the study's first trial)."""
-    changed = [f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
-               for key, value in params.items() if key != "seed" and shipped.get(key) != value]
-    return ", ".join(changed) or "the shipped recipe"
-
-
 def _search_trials(folder: CheckpointFolder, study: str) -> list[dict[str, Any]]:
     return [trial for trial in read_trials(folder.trials) if trial.get("study") == study]
 
@@ -191,11 +185,15 @@ def screening_table(folder: CheckpointFolder) -> str:
     if not trials:
         return "*No trial screened yet: run `python -m training.search`.*\n"
     shipped = next((trial["params"] for trial in trials if trial["trial"] == 0), {})
-    states = {state: sum(trial["state"] == state for trial in trials) for state in ("COMPLETE", "PRUNED", "FAIL")}
-    epochs = {model.get("epochs") for trial in trials for model in trial["models"].values()}
+    retried = {trial["retry_of"] for trial in trials if "retry_of" in trial}
+    trials = [trial for trial in trials if trial["trial"] not in retried]  # a stopped trial counts once, as its retry
+    states = {state: sum(trial["state"] == state for trial in trials)
+              for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+    models = [model for trial in trials for model in trial["models"].values()]
     counted = ", ".join(f"{count} {state.lower()}" for state, count in states.items() if count)
-    lengths = "/".join(str(e) for e in sorted(epochs - {None}))
-    summary = (f"{len(trials)} candidates screened ({counted}), {lengths} epochs each on the 45,000 training "
+    lengths = "/".join(str(e) for e in sorted({model.get("epochs") for model in models} - {None}))
+    images = "/".join(f"{n:,}" for n in sorted({model.get("train_images") for model in models} - {None}))
+    summary = (f"{len(trials)} candidates screened ({counted}), {lengths} epochs each on {images} training "
                "images; validation accuracy at the last epoch run:")
     ranked = sorted(trials, key=lambda trial: (trial["state"] != "COMPLETE", -(trial["value"] or 0.0),
                                                trial["trial"]))
@@ -207,7 +205,7 @@ def screening_table(folder: CheckpointFolder) -> str:
         done = {model.get("epochs_trained") for model in models.values()}
         state = trial["state"].lower() + (f" after epoch {min(done)}" if trial["state"] == "PRUNED" else "")
         mean = percent(trial["value"]) if trial["value"] is not None else "–"
-        rows.append([str(trial["trial"]), state, _changes(trial["params"], shipped), mean, *cells])
+        rows.append([str(trial["trial"]), state, changed_settings(trial["params"], shipped), mean, *cells])
     headers = ["trial", "state", "changes from the shipped recipe", "mean", *(NORMS[n].short for n in NORMS)]
     return summary + "\n\n" + markdown_table(headers, rows, right=3)
 
@@ -226,13 +224,14 @@ def confirmation_table(folder: CheckpointFolder) -> str:
         cells = []
         for norm in NORMS:
             values = [100 * run["models"][norm]["validation_accuracy"] for run in runs if norm in run["models"]]
-            std = f" ± {torch.tensor(values).std().item():.2f}" if len(values) > 1 else ""
-            cells.append(f"{sum(values) / len(values):.2f}{std}" if values else "–")
+            std = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+            cells.append(f"{statistics.fmean(values):.2f}{std}" if values else "–")
         epochs = {model["epochs"] for run in runs for model in run["models"].values()}
-        seeds = ", ".join(str(run["params"]["seed"]) for run in sorted(runs, key=lambda run: run["params"]["seed"]))
-        rows.append([str(screened), _changes(runs[0]["params"], shipped), "/".join(map(str, sorted(epochs))), seeds,
-                     *cells])
-    return markdown_table(["screened as trial", "changes from the shipped recipe", "epochs", "seeds",
+        runs = sorted(runs, key=lambda run: run["params"]["seed"])
+        seeds = ", ".join(f"{run['params']['seed']} ({run['trial']})" for run in runs)
+        rows.append([str(screened), changed_settings(runs[0]["params"], shipped), "/".join(map(str, sorted(epochs))),
+                     seeds, *cells])
+    return markdown_table(["screened as trial", "changes from the shipped recipe", "epochs", "seeds (trial)",
                            *(NORMS[n].short for n in NORMS)], rows, right=2)
 
 

@@ -69,8 +69,6 @@ def release_sessions(holder: StateHolder, retention: float, now: datetime.dateti
             holder.session_data.pop(session_hash, None)
             holder.time_last_used.pop(session_hash, None)
         released += 1
-    if released:
-        return_freed_memory()
     return released
 
 
@@ -95,6 +93,15 @@ def _malloc_trim() -> Callable[[int], int] | None:
 _MALLOC_TRIM = _malloc_trim()
 
 
+async def sweep(holder: StateHolder, retention: float) -> int:
+    """Release idle and closed sessions on the event loop, then hand their memory back in a worker thread
+    (trimming a large heap takes a while; the loop keeps serving meanwhile). Returns how many went."""
+    released = release_sessions(holder, retention)
+    if released:
+        await asyncio.to_thread(return_freed_memory)
+    return released
+
+
 def release_idle_sessions(retention: float) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     """A lifespan for ``demo.launch(app_kwargs={"lifespan": ...})``: releases sessions while the server runs."""
 
@@ -102,7 +109,7 @@ def release_idle_sessions(retention: float) -> Callable[[Any], AbstractAsyncCont
         while True:
             await asyncio.sleep(release_interval(retention))
             try:
-                release_sessions(holder, retention)
+                await sweep(holder, retention)
             except Exception:  # noqa: BLE001 - a failed sweep is logged and the next one tries again
                 log.exception("releasing idle sessions failed")
 

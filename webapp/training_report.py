@@ -111,7 +111,7 @@ def reference_note(bank: ModelBank) -> str:
     if retrained:
         first = next(iter(retrained.values()))
         note += (
-            f" “Retrained here” is that network trained with this project's recipe "
+            f" “{RETRAINED_HEADER.removesuffix(' (test)')}” is that network trained with this project's recipe "
             f"({first.get('epochs', '?')} epochs)."
         )
     return note

@@ -17,13 +17,16 @@ See ``training.search.record`` for the studies, and README.md, "The search".
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
 import signal
 import statistics
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +129,7 @@ class Objective:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    what = parser.add_argument_group("what to do (default: screen candidates)")
+    what = parser.add_argument_group("what to do (default: screen candidates)").add_mutually_exclusive_group()
     what.add_argument("--confirm", type=int, metavar="K",
                       help="train the K best screened candidates again at --confirm-epochs over --seeds seeds")
     what.add_argument("--record", action="store_true", help="print the search's record and exit")
@@ -201,8 +204,11 @@ def enqueue(args: argparse.Namespace, storage: HeartbeatJournalStorage) -> None:
     choices = [idea_choices(text, args.norms) for text in args.enqueue]
     study, _ = screening_study(args, storage)
     for params in choices:
+        before = len(study.get_trials(deepcopy=False))
         study.enqueue_trial(params, skip_if_exists=True)
-        print(f"queued: {json.dumps(params, sort_keys=True)}")
+        queued = len(study.get_trials(deepcopy=False)) > before
+        print(f"{'queued' if queued else 'already in the study, not queued again'}: "
+              f"{json.dumps(params, sort_keys=True)}")
 
 
 def screen(args: argparse.Namespace, storage: HeartbeatJournalStorage, objective_for: Any, after_trial: Any) -> None:
@@ -259,14 +265,22 @@ def run(study: optuna.Study, objective: Objective, callbacks: list[Any], n_trial
         raise
 
 
-def stop_on_terminate() -> None:
-    """``kill`` (SIGTERM) stops a worker as Ctrl-C does: its trial is queued again at once. A worker started in
-    the background with ``nohup ... &`` ignores Ctrl-C's SIGINT, so SIGTERM is how it is stopped."""
+@contextlib.contextmanager
+def stop_on_terminate() -> Iterator[None]:
+    """Within it, ``kill`` (SIGTERM) stops a worker as Ctrl-C does: its trial is queued again at once. A worker
+    started in the background with ``nohup ... &`` ignores Ctrl-C's SIGINT, so SIGTERM is how it is stopped."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,16 +314,16 @@ def main(argv: list[str] | None = None) -> int:
                             "the folder holding cifar-10-batches-py/, or run `python -m training --download`")
         device = pick_device(args.device)
         keep_freed_memory()
-        stop_on_terminate()
         _, threads = plan_jobs(len(args.norms), device, jobs=len(args.norms))
 
         def objective_for(stage: str, settings: dict[str, Any]) -> Objective:
             return Objective(stage, settings, args, device, threads)
 
-        if args.confirm is not None:
-            confirm(args, storage, objective_for, [write_trials])
-        else:
-            screen(args, storage, objective_for, [write_trials])
+        with stop_on_terminate():
+            if args.confirm is not None:
+                confirm(args, storage, objective_for, [write_trials])
+            else:
+                screen(args, storage, objective_for, [write_trials])
         write_trials()
         print(describe(storage, str(folder.search_journal)))
     except (SearchError, DataError, TrialsError, ValueError) as error:

@@ -24,7 +24,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from artifacts.trials import model_record, read_trials, write_trials
+from artifacts.trials import changed_settings, model_record, read_trials, write_trials
 from training.search.space import baseline, command, trial_configs
 from training.search.storage import load_or_create
 
@@ -134,14 +134,6 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
 
 
-def _changed(params: dict[str, Any], norms: list[str]) -> str:
-    """The choices that differ from the shipped recipe, in a line."""
-    default = baseline(norms)
-    changed = [f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
-               for key, value in params.items() if default.get(key) != value]
-    return ", ".join(changed) or "the shipped recipe"
-
-
 def _per_norm(trial: FrozenTrial) -> str:
     models = trial.user_attrs.get("models", {})
     return " / ".join(f"{norm} {_percent(model.get('validation_accuracy'))}" for norm, model in models.items())
@@ -167,7 +159,7 @@ def describe(storage: BaseStorage, journal: str) -> str:
         complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
         for rank, trial in enumerate(complete[:5], 1):
             lines.append(f"  {rank}. trial {trial.number}: {_percent(trial.value)} ({_per_norm(trial)}): "
-                         f"{_changed(trial.params, norms)}")
+                         f"{changed_settings(trial.params, baseline(norms))}")
         if complete:
             best = complete[0]
             lines.append(f"  best: trial {best.number}, {json.dumps(best.params)}")

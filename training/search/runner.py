@@ -53,11 +53,11 @@ def train_norm(config: TrainConfig, data_dir: Path, device: torch.device, state_
     torch.set_num_threads(threads)
     keep_freed_memory()
     try:
-        rest, held_out, _ = hold_out_validation(load_split(data_dir, train=True))
+        rest, held_out, held_out_id = hold_out_validation(load_split(data_dir, train=True))
         result = train(config, rest, held_out, device, state_dir, progress=False,
                        report=lambda record: messages.put(("epoch", config.norm, record)))
         if models_dir is not None:
-            export_candidate(result, models_dir, train_images=len(rest))
+            export_candidate(result, models_dir, train_images=len(rest), validation_split=held_out_id)
         messages.put(("done", config.norm, None))
     except Exception as error:  # noqa: BLE001 - reported to the parent, which fails the trial with it
         messages.put(("error", config.norm, f"{type(error).__name__}: {error}"))

@@ -62,11 +62,18 @@ def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
         raise ValueError(f"an idea to queue is a JSON object such as '{{\"ema_decay\": 0.99}}': {error}") from None
     if not isinstance(idea, dict):
         raise ValueError(f"an idea to queue is a JSON object of the space's names, not {text!r}")
-    params = {**baseline(norms), **idea}
-    unknown = sorted(set(params) - set(baseline(norms)))
+    shipped = baseline(norms)
+    params = {**shipped, **idea}
+    unknown = sorted(set(params) - set(shipped))
     if unknown:
-        names = ", ".join(sorted(baseline(norms)))
+        names = ", ".join(sorted(shipped))
         raise ValueError(f"not in the search space: {', '.join(unknown)} (it holds {names})")
+    for key, value in idea.items():
+        if isinstance(shipped[key], float) and type(value) is int:
+            params[key] = float(value)  # JSON writes 1.0 as 1
+        elif type(value) is not type(shipped[key]):
+            raise ValueError(f"{key} takes values like {shipped[key]!r} ({type(shipped[key]).__name__}), "
+                             f"not {value!r}")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Optuna only warns when a number is outside its range
         try:
