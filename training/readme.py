@@ -175,6 +175,9 @@ def trials_table(folder: CheckpointFolder, key: str) -> str:
                           rows, right=2)
 
 
+STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+
+
 def _search_trials(folder: CheckpointFolder, study: str) -> list[dict[str, Any]]:
     return [trial for trial in read_trials(folder.trials) if trial.get("study") == study]
 
@@ -190,7 +193,7 @@ def screening_table(folder: CheckpointFolder) -> str:
     states = {state: sum(trial["state"] == state for trial in trials)
               for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
     models = [model for trial in trials for model in trial["models"].values()]
-    counted = ", ".join(f"{count} {state.lower()}" for state, count in states.items() if count)
+    counted = ", ".join(f"{count} {STATE_WORDS[state]}" for state, count in states.items() if count)
     lengths = "/".join(str(e) for e in sorted({model.get("epochs") for model in models} - {None}))
     images = "/".join(f"{n:,}" for n in sorted({model.get("train_images") for model in models} - {None}))
     summary = (f"{len(trials)} candidates screened ({counted}), {lengths} epochs each on {images} training "
@@ -203,7 +206,8 @@ def screening_table(folder: CheckpointFolder) -> str:
         cells = [percent(models[norm]["validation_accuracy"]) if "validation_accuracy" in models.get(norm, {})
                  else "–" for norm in NORMS]
         done = {model.get("epochs_trained") for model in models.values()}
-        state = trial["state"].lower() + (f" after epoch {min(done)}" if trial["state"] == "PRUNED" else "")
+        state = STATE_WORDS.get(trial["state"], trial["state"].lower()) + (
+            f" after epoch {min(done)}" if trial["state"] == "PRUNED" else "")
         mean = percent(trial["value"]) if trial["value"] is not None else "–"
         rows.append([str(trial["trial"]), state, changed_settings(trial["params"], shipped), mean, *cells])
     headers = ["trial", "state", "changes from the shipped recipe", "mean", *(NORMS[n].short for n in NORMS)]
