@@ -19,6 +19,7 @@ same time.
 """
 
 import argparse
+import contextlib
 import io
 import os
 import socket
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -132,37 +133,44 @@ def inside_beside_classify(checkpoint_dir: Path, runs: int) -> None:
     import itertools
     import shutil
 
-    with tempfile.TemporaryDirectory() as folder:
-        previous = os.environ.get("GRADIO_TEMP_DIR")
-        os.environ["GRADIO_TEMP_DIR"] = folder
-        try:
-            from webapp.layout import load_app
-            from webapp.output_files import IMAGE_FOLDER, temporary_folder
+    with gradio_folder() as folder:
+        from webapp.layout import load_app
+        from webapp.output_files import IMAGE_FOLDER, temporary_folder
 
-            app = load_app(checkpoint_dir)
-            inside, handlers = app.inside, app.handlers
-            examples = sorted((checkpoint_dir / "examples").glob("*.png"))
-            layers = itertools.cycle(range(len(inside.layers)))
-            images = itertools.cycle(examples)
-            middle = len(inside.layers) // 2
-            jpeg = Path(folder) / "photo.jpg"
-            jpeg.write_bytes(photo(1024, 768))
-            times = interleaved({
-                "Classify, whole handler, 32x32 PNG": lambda: handlers.classify(str(examples[0])),
-                "Inside, the layer changes (32x32 PNG)": lambda: inside.show(str(examples[0]), next(layers)),
-                "Inside, the image changes (ten examples)": lambda: inside.show(str(next(images)), middle),
-                "Inside, the image changes (1024x768 JPEG)": lambda: inside.show(str(jpeg), middle),
-            }, runs, before_each=lambda: shutil.rmtree(temporary_folder() / IMAGE_FOLDER, ignore_errors=True))
-        finally:
-            if previous is None:
-                os.environ.pop("GRADIO_TEMP_DIR", None)
-            else:
-                os.environ["GRADIO_TEMP_DIR"] = previous
+        app = load_app(checkpoint_dir)
+        inside, handlers = app.inside, app.handlers
+        examples = sorted((checkpoint_dir / "examples").glob("*.png"))
+        layers = itertools.cycle(range(len(inside.layers)))
+        images = itertools.cycle(examples)
+        middle = len(inside.layers) // 2
+        jpeg = Path(folder) / "photo.jpg"
+        jpeg.write_bytes(photo(1024, 768))
+        times = interleaved({
+            "Classify, whole handler, 32x32 PNG": lambda: handlers.classify(str(examples[0])),
+            "Inside, the layer changes (32x32 PNG)": lambda: inside.show(str(examples[0]), next(layers)),
+            "Inside, the image changes (ten examples)": lambda: inside.show(str(next(images)), middle),
+            "Inside, the image changes (1024x768 JPEG)": lambda: inside.show(str(jpeg), middle),
+        }, runs, before_each=lambda: shutil.rmtree(temporary_folder() / IMAGE_FOLDER, ignore_errors=True))
     base = float(np.median(times["Classify, whole handler, 32x32 PNG"]))
     print(f"\nInside the norms beside Classify, taking turns ({len(inside.layers)} norm layers, target 300 ms; "
           "every picture encoded anew):")
     for name, seconds in times.items():
         print(f"  {name:<42} {summary(seconds)}   {np.median(seconds) / base:5.1f}x Classify")
+
+
+@contextlib.contextmanager
+def gradio_folder() -> Iterator[str]:
+    """A scratch folder as Gradio's (GRADIO_TEMP_DIR) for the duration; the previous setting is put back."""
+    previous = os.environ.get("GRADIO_TEMP_DIR")
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["GRADIO_TEMP_DIR"] = folder
+        try:
+            yield folder
+        finally:
+            if previous is None:
+                os.environ.pop("GRADIO_TEMP_DIR", None)
+            else:
+                os.environ["GRADIO_TEMP_DIR"] = previous
 
 
 def cpu_ms(function: Callable[[], object], runs: int, before_each: Callable[[], object] | None = None,
@@ -204,40 +212,32 @@ def server_work(checkpoint_dir: Path, runs: int) -> None:
     from PIL import Image
 
     torch.set_num_threads(1)  # as app.py serves
-    with tempfile.TemporaryDirectory() as folder:
-        previous = os.environ.get("GRADIO_TEMP_DIR")
-        os.environ["GRADIO_TEMP_DIR"] = folder
-        try:
-            from webapp.layout import build_demo, load_app
-            from webapp.output_files import IMAGE_FOLDER, temporary_folder
-            from webapp.sessions import LeanSessionState, SessionState
+    with gradio_folder() as folder:
+        from webapp.layout import build_demo, load_app
+        from webapp.output_files import IMAGE_FOLDER, temporary_folder
+        from webapp.sessions import LeanSessionState, SessionState
 
-            handlers = load_app(checkpoint_dir).handlers
-            example = sorted((checkpoint_dir / "examples").glob("*.png"))[0]
-            png = Path(folder) / "640x480.png"
-            Image.open(io.BytesIO(photo(640, 480))).save(png)
-            uploads = {f"an example ({example.name}, 32x32 PNG)": example, "640x480 PNG": png}
-            for width, height in ((1024, 768), (4032, 3024)):
-                path = Path(folder) / f"{width}x{height}.jpg"
-                path.write_bytes(photo(width, height))
-                uploads[f"{width}x{height} JPEG"] = path
-            fresh = lambda: shutil.rmtree(temporary_folder() / IMAGE_FOLDER, ignore_errors=True)  # noqa: E731
-            print(f"\nThe server's own work, in process (CPU time per call; every picture encoded anew; "
-                  f"{runs} calls each):")
-            for name, path in uploads.items():
-                median, p95 = cpu_ms(lambda path=path: handlers.classify(str(path)),
-                                     runs if path.stat().st_size < 1_000_000 else max(runs // 5, 10), fresh)
-                print(f"  /classify, {name:<34} median {median:6.1f} ms   p95 {p95:6.1f} ms")
-            pixels = handlers.classify(str(example))["pixels"]
-            last = handlers.layers[-1].index
-            median, p95 = cpu_ms(lambda: handlers.explain(pixels, last, 0.5, -1), runs, fresh)
-            print(f"  /gradcam, three overlays (last layer)        median {median:6.1f} ms   p95 {p95:6.1f} ms")
-            demo = build_demo(checkpoint_dir)
-        finally:
-            if previous is None:
-                os.environ.pop("GRADIO_TEMP_DIR", None)
-            else:
-                os.environ["GRADIO_TEMP_DIR"] = previous
+        handlers = load_app(checkpoint_dir).handlers
+        example = sorted((checkpoint_dir / "examples").glob("*.png"))[0]
+        png = Path(folder) / "640x480.png"
+        Image.open(io.BytesIO(photo(640, 480))).save(png)
+        uploads = {f"an example ({example.name}, 32x32 PNG)": example, "640x480 PNG": png}
+        for width, height in ((1024, 768), (4032, 3024)):
+            path = Path(folder) / f"{width}x{height}.jpg"
+            path.write_bytes(photo(width, height))
+            uploads[f"{width}x{height} JPEG"] = path
+        fresh = lambda: shutil.rmtree(temporary_folder() / IMAGE_FOLDER, ignore_errors=True)  # noqa: E731
+        print(f"\nThe server's own work, in process (CPU time per call; every picture encoded anew; "
+              f"{runs} calls each):")
+        for name, path in uploads.items():
+            median, p95 = cpu_ms(lambda path=path: handlers.classify(str(path)),
+                                 runs if path.stat().st_size < 1_000_000 else max(runs // 5, 10), fresh)
+            print(f"  /classify, {name:<34} median {median:6.1f} ms   p95 {p95:6.1f} ms")
+        pixels = handlers.classify(str(example))["pixels"]
+        last = handlers.layers[-1].index
+        median, p95 = cpu_ms(lambda: handlers.explain(pixels, last, 0.5, -1), runs, fresh)
+        print(f"  /gradcam, three overlays (last layer)        median {median:6.1f} ms   p95 {p95:6.1f} ms")
+        demo = build_demo(checkpoint_dir)
     gradios, lean = session_kb(SessionState, demo), session_kb(LeanSessionState, demo)
     print(f"\nA new session of this page ({len(demo.blocks)} blocks), Python's allocations traced: Gradio's own "
           f"{gradios:.1f} KB, the app's (no copy of every component's settings) {lean:.1f} KB")
