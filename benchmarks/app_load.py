@@ -27,7 +27,7 @@ app's ratios to the floor beside the targets.
 
 With ``--visitors N``, N visitors come one after another on each of --clients connections
 (default 8 in this mode), each in a new session, as each browser tab is: a visitor classifies
-one example, fetches the preview, and leaves (the connection starts the next visitor's session,
+one example (its preview comes inside the answer), and leaves (the connection starts the next visitor's session,
 as a new tab would). The app runs with ``--file-retention`` set to ``--retention`` (default 60
 s), so the sessions of visitors who left are released while the run goes on; the floor keeps
 Gradio's defaults. Every 1,000 visitors it prints each server's resident memory; at the end,
@@ -258,6 +258,12 @@ class Visitor:
             raise RuntimeError(f"empty download: {url}")
 
 
+def check_preview(html: object) -> None:
+    """The app's preview arrives inside the answer, as an inline PNG: nothing to download."""
+    if not (isinstance(html, str) and "data:image/png;base64," in html):
+        raise RuntimeError(f"no preview in the answer: {str(html)[:200]!r}")
+
+
 class Target:
     """How one server is called: the app's /classify and /gradcam, or the floor's /classify alone."""
 
@@ -269,7 +275,7 @@ class Target:
 
         if self.is_app:
             result = visitor.api.predict(handle_file(str(path)), "crop", 3, api_name="/classify")
-            visitor.fetch(result[0])
+            check_preview(result[0])
             if not all(isinstance(label, dict) and label.get("label") for label in result[1:4]):
                 raise RuntimeError(f"labels missing: {result[1:4]!r}")
         else:
@@ -520,7 +526,7 @@ class Tab:
         self.fn_index = next(dep["id"] for dep in config["dependencies"] if dep.get("api_name") == "classify")
 
     def visit(self, path: Path) -> None:
-        """A new session classifies ``path`` (and fetches the preview, for the app)."""
+        """A new session classifies ``path`` (the app's preview is checked: it comes inside the answer)."""
         import json
         import uuid
 
@@ -547,7 +553,7 @@ class Tab:
         if not (isinstance(label, dict) and label.get("label")):
             raise RuntimeError(f"label missing: {label!r}")
         if self.is_app:
-            self.http.get(output[0]["url"]).raise_for_status()
+            check_preview(output[0])
 
     def close(self) -> None:
         self.http.close()

@@ -1,4 +1,7 @@
+import base64
+import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,7 @@ from model import NORMS
 from training.data import DATA_DIR_ENV, DEFAULT_DATA_DIR, Split, dataset_problems, load_split
 from webapp.gradcam import OVERLAY_FACTOR
 
+DATA_URL = "data:image/png;base64,"  # how a small image travels inside an answer (webapp.output_files)
 CAM_SHAPE = (32 * OVERLAY_FACTOR, 32 * OVERLAY_FACTOR, 3)  # a Grad-CAM overlay of a 32x32 image, as the app sends it
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,9 +42,15 @@ def gradio_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def read_png(path: str | Path) -> np.ndarray:
-    """The pixels of an image file the app handed out."""
-    with Image.open(path) as image:
-        assert image.format == "PNG", path
+    """The pixels of an image the app handed out: a file, or HTML holding it as a PNG ``data:`` URL."""
+    source = path
+    if isinstance(path, str) and DATA_URL in path:
+        encoded = re.search(DATA_URL + r'([A-Za-z0-9+/=]+)', path)
+        assert encoded, path[:200]
+        source = io.BytesIO(base64.b64decode(encoded.group(1), validate=True))
+    with Image.open(source) as image:
+        assert image.format == "PNG", str(path)[:200]
+        image.load()  # decodes every row: a truncated image raises
         return np.array(image.convert("RGB"))
 
 

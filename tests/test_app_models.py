@@ -229,7 +229,7 @@ def test_handlers_classify_explain_and_relabel(bank: ModelBank, examples: dict[s
     assert explained[CAM_NOTE].split(" · ") == [f"Where {title} looks for “ship”"
                                                 for title in ("BatchNorm", "GroupNorm", "LayerNorm")]
     cleared = handlers.classify(None, "crop", 3)  # a cleared input clears the outputs
-    assert set(cleared) == set(CLASSIFY_OUTPUTS) and cleared["preview"] is None and cleared["label_bn"] is None
+    assert set(cleared) == set(CLASSIFY_OUTPUTS) and cleared["preview"] == "" and cleared["label_bn"] is None
 
 
 def test_handlers_disagreement_message(bank: ModelBank) -> None:

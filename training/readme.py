@@ -28,7 +28,8 @@ from artifacts.lab import EXPERIMENTS, difference_text, markdown_table, read_lab
 from artifacts.results import read_over_seeds, read_results
 from artifacts.trials import changed_settings, read_trials
 from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model, count_parameters, network_fingerprint
-from training.statistics import prediction_interval
+from training.config import TrainConfig
+from training.statistics import pairwise_differences, prediction_interval
 
 README = Path("README.md")
 MARKER = re.compile(r"(<!-- generated: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)", re.S)
@@ -214,8 +215,39 @@ def screening_table(folder: CheckpointFolder) -> str:
     return summary + "\n\n" + markdown_table(headers, rows, right=3)
 
 
+def _mean_std(values: list[float]) -> str:
+    """Accuracies (fractions) as "86.17 ± 0.38" in percent, one value as itself, none as "–"."""
+    if not values:
+        return "–"
+    std = f" ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{100 * statistics.fmean(values):.2f}{std}"
+
+
+def is_shipped_recipe(model: dict[str, Any]) -> bool:
+    """Whether a recorded run trained its norm with every setting as the shipped models are (the length aside)."""
+    shipped = TrainConfig(norm=model["norm"], epochs=model["epochs"])
+    compared = ("arch", "recipe", "batch_size", "lr", "crop_padding", "weight_decay", "label_smoothing", "gn_groups")
+    levers = shipped.lever_defaults()
+    return (all(model.get(key, getattr(shipped, key)) == getattr(shipped, key) for key in compared)
+            and all(model.get(key, default) == default for key, default in levers.items()))
+
+
+def shipped_recipe_validation(folder: CheckpointFolder, epochs: int) -> dict[str, dict[int, float]]:
+    """The shipped recipe's validation accuracy per norm and seed, from the runs recorded by hand at ``epochs``."""
+    found: dict[str, dict[int, float]] = {norm: {} for norm in NORMS}
+    for trial in read_trials(folder.trials):
+        if "study" in trial:
+            continue
+        for model in trial["models"].values():
+            if ("validation_accuracy" in model and model.get("epochs") == epochs and model["norm"] in found
+                    and is_shipped_recipe(model)):
+                found[model["norm"]][model.get("seed", 0)] = model["validation_accuracy"]
+    return found
+
+
 def confirmation_table(folder: CheckpointFolder) -> str:
-    """Each confirmed candidate over its seeds: mean ± std of the validation accuracy per norm."""
+    """Each confirmed candidate over its seeds, mean ± std of the validation accuracy per norm, beside the shipped
+    recipe's own runs on the same split; then each candidate's difference from it with its 95% interval."""
     trials = [trial for trial in _search_trials(folder, "confirm") if trial["state"] == "COMPLETE"]
     if not trials:
         return "*Nothing confirmed yet: run `python -m training.search --confirm 2`.*\n"
@@ -223,20 +255,31 @@ def confirmation_table(folder: CheckpointFolder) -> str:
     by_candidate: dict[int, list[dict[str, Any]]] = {}
     for trial in trials:
         by_candidate.setdefault(trial["screen_trial"], []).append(trial)
-    rows = []
+    epochs = sorted({model["epochs"] for trial in trials for model in trial["models"].values()})
+    baseline = shipped_recipe_validation(folder, epochs[0]) if len(epochs) == 1 else {norm: {} for norm in NORMS}
+    rows, differences = [], []
     for screened, runs in by_candidate.items():
-        cells = []
-        for norm in NORMS:
-            values = [100 * run["models"][norm]["validation_accuracy"] for run in runs if norm in run["models"]]
-            std = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-            cells.append(f"{statistics.fmean(values):.2f}{std}" if values else "–")
-        epochs = {model["epochs"] for run in runs for model in run["models"].values()}
         runs = sorted(runs, key=lambda run: run["params"]["seed"])
+        values = {norm: [run["models"][norm]["validation_accuracy"] for run in runs if norm in run["models"]]
+                  for norm in NORMS}
         seeds = ", ".join(f"{run['params']['seed']} ({run['trial']})" for run in runs)
-        rows.append([str(screened), changed_settings(runs[0]["params"], shipped), "/".join(map(str, sorted(epochs))),
-                     seeds, *cells])
-    return markdown_table(["screened as trial", "changes from the shipped recipe", "epochs", "seeds (trial)",
-                           *(NORMS[n].short for n in NORMS)], rows, right=2)
+        rows.append([str(screened), changed_settings(runs[0]["params"], shipped), "/".join(map(str, epochs)),
+                     seeds, *(_mean_std(values[norm]) for norm in NORMS)])
+        if all(len(baseline[norm]) > 1 and len(values[norm]) > 1 for norm in NORMS):
+            cells = [difference_text(pairwise_differences({"a": values[norm], "b": list(baseline[norm].values())})
+                                     ["a-b"], bold_when_detected=True) for norm in NORMS]
+            differences.append([f"trial {screened} − the shipped recipe", *cells])
+    if any(baseline.values()):
+        seeds = sorted({seed for per_seed in baseline.values() for seed in per_seed})
+        rows.append(["–", "the shipped recipe (runs recorded by hand)", "/".join(map(str, epochs)),
+                     ", ".join(map(str, seeds)), *(_mean_std(list(baseline[norm].values())) for norm in NORMS)])
+    table = markdown_table(["screened as trial", "changes from the shipped recipe", "epochs", "seeds (trial)",
+                            *(NORMS[n].short for n in NORMS)], rows, right=2)
+    if not differences:
+        return table
+    return (table.rstrip("\n") + "\n\nDifferences in points of validation accuracy, with their 95% intervals "
+            "(Welch's, over the seeds above; in bold when the interval excludes zero):\n\n"
+            + markdown_table(["candidate", *(NORMS[n].short for n in NORMS)], differences))
 
 
 def lab_table(name: str) -> Callable[[CheckpointFolder], str]:

@@ -21,7 +21,7 @@ from webapp.charts import probability_chart
 from webapp.gradcam import feature_layers, grad_cam, overlay
 from webapp.inference import ModelBank
 from webapp.mistakes import ANY, agreement_choices, caption, select
-from webapp.output_files import png_file
+from webapp.output_files import png_data_url, png_file
 from webapp.preprocess import FIT_DESCRIPTIONS, FIT_MODES, VIEW_MODES, ImageInputError, model_views, prepare
 
 TOP_CLASS = -1  # Grad-CAM target meaning "whatever each model ranks first"
@@ -48,6 +48,11 @@ def _upload_source(value: Any) -> str | bytes | None:
             except ValueError:
                 raise gr.Error("The image data could not be read. Please upload it again.") from None
     raise gr.Error("No image file arrived. Please upload the image again.", title="Upload failed")
+
+
+def preview_html(pixels: np.ndarray) -> str:
+    """The 32 x 32 input as an image inside the answer (no file for the page to fetch), drawn with hard edges."""
+    return f'<img class="preview" src="{png_data_url(pixels)}" alt="the 32 × 32 pixels the models receive">'
 
 
 def _count(number: int) -> str:
@@ -120,7 +125,7 @@ class Handlers:
     def clear(self) -> dict[str, Any]:
         """Empty values for the classify outputs and the Grad-CAM images."""
         empty = {name: None for name in (*CLASSIFY_OUTPUTS, *EXPLAIN_OUTPUTS)}
-        return {**empty, "chart": "", "verdict": "", "input_note": "", "timing": "", CAM_NOTE: ""}
+        return {**empty, "preview": "", "chart": "", "verdict": "", "input_note": "", "timing": "", CAM_NOTE: ""}
 
     def classify(self, image: Any, fit: str = "crop", top_k: Any = 3, views: str | None = "single") -> dict[str, Any]:
         """Uploaded file -> preview, three label values, chart, verdict, notes, and the states for later events.
@@ -167,7 +172,7 @@ class Handlers:
         )
         state = {norm: p.tolist() for norm, p in probabilities.items()}
         return {
-            "preview": png_file(pixels),
+            "preview": preview_html(pixels),
             **self.labels(state, top_k),
             "chart": chart,
             "verdict": self.verdict(probabilities),

@@ -48,6 +48,7 @@ CSS = """
 .verdict-detail { display: block; font-size: 0.85em; opacity: 0.85; }
 /* 32 x 32 images are sent as they are and blown up here, with hard pixel edges. */
 .pixelated img { image-rendering: pixelated; }
+.pixelated img.preview { display: block; width: 160px; height: 160px; }
 #input-image .image-frame, #input-image .image-frame img,
 .pixelated .image-frame, .pixelated .image-frame img { width: 100%; height: 100%; object-fit: contain; }
 /* Mistake captions go under the tile instead of over it: the images are only 32 pixels to begin with. */
@@ -151,10 +152,9 @@ def classify_tab(app: App) -> gr.State:
                     label="Views averaged (mirrored and shifted copies of the input; the test accuracies use one)",
                 )
                 with gr.Row(equal_height=False):
-                    preview = gr.Image(
-                        label="What the models see", interactive=False, height=160, width=160,
-                        format="png", buttons=[], elem_classes="pixelated", min_width=160, scale=0,
-                    )
+                    # HTML holding the image itself: a 3-KB picture needs no file of its own to fetch.
+                    preview = gr.HTML(label="What the models see", show_label=True, container=True,
+                                      elem_classes="pixelated", min_width=160, scale=0)
                     input_note = gr.Markdown("The 32 × 32 pixels the models receive appear here.")
             with gr.Column(scale=3, min_width=360):
                 verdict = gr.HTML()

@@ -1,7 +1,8 @@
 """The files the app writes for the page, and how long they and the visitors' uploads are kept.
 
-Images go to the page as PNG files in Gradio's temporary folder. Gradio (6.31) would write an
-array output itself, under a name taken from its content, by overwriting the file in place
+Images go to the page as PNG files in Gradio's temporary folder (the 32 x 32 preview, small
+enough to travel inside the answer, as a ``data:`` URL instead: ``png_data_url``). Gradio
+(6.31) would write an array output itself, under a name taken from its content, by overwriting the file in place
 (``processing_utils.save_pil_to_cache``): when a crowd sends the same image at once, one
 request rewrites the file while another is sending it, and that download arrives cut short.
 ``png_file`` writes each image whole under a temporary name and renames it into place, so a
@@ -13,6 +14,7 @@ are removed by ``FolderSweeper``, so a server running for months neither fills i
 keeps visitors' photos.
 """
 
+import base64
 import hashlib
 import io
 import os
@@ -49,11 +51,26 @@ def png_file(pixels: np.ndarray) -> str:
         return str(path)
     except FileNotFoundError:
         pass
+    encoded = png_bytes(pixels)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(encoded))
+    return str(path)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """``pixels`` (H x W x 3 uint8) encoded as a PNG."""
     buffer = io.BytesIO()
     # Level 1 is quicker to write than the default 6; the files are a little larger.
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
-    return str(path)
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def png_data_url(pixels: np.ndarray) -> str:
+    """``pixels`` as a ``data:image/png;base64,...`` URL: a small image sent inside the answer itself.
+
+    A 32 x 32 image is about 3 KB; as a file it would cost the server a write, Gradio's
+    allowed-path checks and a request of its own for the page to fetch it.
+    """
+    return "data:image/png;base64," + base64.b64encode(png_bytes(pixels)).decode("ascii")
 
 
 def sweep_interval(retention: float) -> float:
