@@ -66,6 +66,10 @@ def test_each_trial_command_trains_exactly_the_trials_config(choices: dict) -> N
         assert words[:3] == ["python", "-m", "training"]
         _, [parsed] = training_args(words[3:])
         assert parsed == config, config.norm
+        # As the record prints it for shipping: three seeds from 0, so no --seed beside --seeds.
+        words = shlex.split(command(config, seeds=3).replace("PATH", "data"))
+        _, parsed = training_args(words[3:])
+        assert parsed[0] == config and [c.seed for c in parsed] == [0, 1, 2] and "--seed" not in words, config.norm
     assert set(ARCHS) >= {"residual", "residual-silu", "separable"} and ARCHS[0] == "residual"
 
 

@@ -205,6 +205,6 @@ def _describe_confirm(confirm: optuna.Study) -> str:
     if best:
         params = {key: value for key, value in best[0].params.items() if key != "seed"}
         lines.append("  the best, trained as the shipped models are (all 50,000 images, seeds 0, 1 and 2):")
-        lines += [f"    {command(config)} --seeds 3" for config in
+        lines += [f"    {command(config, seeds=3)}" for config in
                   trial_configs(params, settings["norms"], settings["epochs"], validation=False)]
     return "\n".join(lines)

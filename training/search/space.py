@@ -97,11 +97,13 @@ def trial_configs(params: dict[str, Any], norms: list[str], epochs: int, seed: i
             for norm in norms]
 
 
-def command(config: TrainConfig) -> str:
-    """The ``python -m training`` command that trains this config, every setting spelled out, folders as PATH."""
+def command(config: TrainConfig, seeds: int = 1) -> str:
+    """The ``python -m training`` command that trains this config, every setting spelled out, folders as PATH;
+    with ``seeds`` above 1, the command that trains that many seeds from the config's (``--seeds``)."""
     settings = {"norm": config.norm, "arch": config.arch, "epochs": config.epochs, "lr": config.lr,
                 "batch_size": config.batch_size, "weight_decay": config.weight_decay,
                 "label_smoothing": config.label_smoothing, "crop_padding": config.crop_padding,
                 "gn_groups": config.gn_groups if config.norm == "gn" else None, **config.levers(),
-                "seed": config.seed, "train_subset": config.train_subset, "validation": config.validation}
+                "seed": None if seeds > 1 and config.seed == 0 else config.seed, "seeds": seeds if seeds > 1 else None,
+                "train_subset": config.train_subset, "validation": config.validation}
     return " ".join(["python -m training", *option_words(settings), "--data-dir PATH"])
