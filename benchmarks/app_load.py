@@ -16,10 +16,8 @@ own Gradio temporary folder: `python app.py`, then `benchmarks/floor_app.py` (on
 one label output, no model, the app's queue settings), which gets the same images and bad files,
 with a plain classification in place of each Grad-CAM call.
 
-Each client fetches every image an answer names, as the page does, over its own keep-alive
-connection, as a browser does. gradio_client's own download (``download_files``) opens a new
-HTTP client and connection for every file, which on a shared 2-core machine costs the load
-generator more CPU than the server spends answering: the clients would measure themselves.
+The app's answers carry their pictures inside them (the preview and the Grad-CAM maps, as PNG
+``data:`` URLs), so a client has nothing more to download; each answer is checked for them.
 
 Prints, for each server: failures, p50 and p95 latency, throughput, the server's resident
 memory and temporary folder at start and end, and the server's own CPU time per call; then the
@@ -57,7 +55,9 @@ sys.path.insert(0, str(ROOT))
 from app import DEFAULT_CONCURRENCY as APP_CONCURRENCY  # noqa: E402 - the project root is on the path only now
 
 START_TIMEOUT = 300  # seconds for a server to answer its first request
-KEEPALIVE_SECONDS = 2.0  # a client's idle connection is closed after this, well before the server's 5 s
+# The server drops a connection idle for 5 s (uvicorn's default); a client that reused one just then
+# would see it reset. Browsers retire idle connections first; so do the visitors' connections here.
+KEEPALIVE_SECONDS = 2.0
 LAST_LAYER, OPACITY, TOP_CLASS = 4, 0.5, -1  # the Grad-CAM call: last block, half opacity, each model's top class
 # Targets of the app against the floor, and for its memory.
 P50_TARGET, THROUGHPUT_TARGET, RSS_TARGET_MB, RSS_TARGET_REQUESTS = 1.15, 0.85, 50, 5000
@@ -237,31 +237,15 @@ class Server:
 
 @dataclass
 class Visitor:
-    """One visitor: a gradio_client session, and a keep-alive connection for the images it is sent."""
+    """One visitor: a gradio_client session."""
 
     api: Any  # gradio_client.Client
-    http: Any  # httpx.Client
-
-    def fetch(self, image: object) -> None:
-        """Download an image an answer names; a cut-short body raises (httpx checks Content-Length)."""
-        url = image.get("url") if isinstance(image, dict) else None
-        if not url:
-            raise RuntimeError(f"no image in the answer: {image!r}")
-        import httpx
-
-        try:
-            response = self.http.get(url)
-            response.raise_for_status()
-        except httpx.HTTPError as error:
-            raise RuntimeError(f"image download failed: {type(error).__name__}: {error}") from error
-        if not response.content:
-            raise RuntimeError(f"empty download: {url}")
 
 
-def check_preview(html: object) -> None:
-    """The app's preview arrives inside the answer, as an inline PNG: nothing to download."""
+def check_inline_image(html: object) -> None:
+    """The app's preview and Grad-CAM maps arrive inside the answer, as inline PNGs: nothing to download."""
     if not (isinstance(html, str) and "data:image/png;base64," in html):
-        raise RuntimeError(f"no preview in the answer: {str(html)[:200]!r}")
+        raise RuntimeError(f"no image in the answer: {str(html)[:200]!r}")
 
 
 class Target:
@@ -275,7 +259,7 @@ class Target:
 
         if self.is_app:
             result = visitor.api.predict(handle_file(str(path)), "crop", 3, api_name="/classify")
-            check_preview(result[0])
+            check_inline_image(result[0])
             if not all(isinstance(label, dict) and label.get("label") for label in result[1:4]):
                 raise RuntimeError(f"labels missing: {result[1:4]!r}")
         else:
@@ -289,7 +273,7 @@ class Target:
             return
         *cams, note = visitor.api.predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam")
         for cam in cams:
-            visitor.fetch(cam)
+            check_inline_image(cam)
         if not (isinstance(note, str) and note.count("looks for") == len(cams)):
             raise RuntimeError(f"the note of what each map explains is missing: {note!r}")
 
@@ -414,7 +398,6 @@ def load_average() -> str:
 
 
 def measure(server: Server, target: Target, args: argparse.Namespace, inputs: Inputs) -> Result:
-    import httpx
     from gradio_client import Client
 
     started = time.perf_counter()
@@ -422,10 +405,7 @@ def measure(server: Server, target: Target, args: argparse.Namespace, inputs: In
     print(f"\n{server.name}: answering {time.perf_counter() - started:.1f} s after start; {server.snapshot()}")
 
     def connect(_: int) -> Visitor:
-        # The server drops a connection idle for 5 s (uvicorn's default); a client that reused one
-        # just then would see it reset. Browsers retire idle connections first; so does this one.
-        return Visitor(Client(server.url, verbose=False, analytics_enabled=False, download_files=False),
-                       httpx.Client(timeout=60, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)))
+        return Visitor(Client(server.url, verbose=False, analytics_enabled=False, download_files=False))
 
     clients: list[Visitor] = []
     try:
@@ -441,8 +421,6 @@ def measure(server: Server, target: Target, args: argparse.Namespace, inputs: In
         print(f"  at the end: {end}; load average {load_average()}")
         return Result(server.name, records, seconds, warm, end)
     finally:
-        for visitor in clients:
-            visitor.http.close()
         server.stop()
 
 
@@ -553,7 +531,7 @@ class Tab:
         if not (isinstance(label, dict) and label.get("label")):
             raise RuntimeError(f"label missing: {label!r}")
         if self.is_app:
-            check_preview(output[0])
+            check_inline_image(output[0])
 
     def close(self) -> None:
         self.http.close()

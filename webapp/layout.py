@@ -49,6 +49,7 @@ CSS = """
 /* 32 x 32 images are sent as they are and blown up here, with hard pixel edges. */
 .pixelated img { image-rendering: pixelated; }
 .pixelated img.preview { display: block; width: 160px; height: 160px; }
+.pixelated img.gradcam { display: block; width: 100%; max-width: 240px; height: auto; margin: 0 auto; }
 #input-image .image-frame, #input-image .image-frame img,
 .pixelated .image-frame, .pixelated .image-frame img { width: 100%; height: 100%; object-fit: contain; }
 /* Mistake captions go under the tile instead of over it: the images are only 32 pixels to begin with. */
@@ -152,7 +153,8 @@ def classify_tab(app: App) -> gr.State:
                     label="Views averaged (mirrored and shifted copies of the input; the test accuracies use one)",
                 )
                 with gr.Row(equal_height=False):
-                    # HTML holding the image itself: a 3-KB picture needs no file of its own to fetch.
+                    # HTML holding the image itself (so do the Grad-CAM maps): a picture of a few KB
+                    # needs no file of its own, written, checked by Gradio and fetched.
                     preview = gr.HTML(label="What the models see", show_label=True, container=True,
                                       elem_classes="pixelated", min_width=160, scale=0)
                     input_note = gr.Markdown("The 32 × 32 pixels the models receive appear here.")
@@ -185,8 +187,8 @@ def classify_tab(app: App) -> gr.State:
                 opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heat-map opacity", scale=1)
             with gr.Row():
                 cams = {
-                    CAMS[norm]: gr.Image(label=f"{NORMS[norm].title}", interactive=False, format="png", buttons=[],
-                                         height=240, elem_classes="pixelated")
+                    CAMS[norm]: gr.HTML(label=f"{NORMS[norm].title}", show_label=True, container=True,
+                                        elem_classes="pixelated")
                     for norm in NORMS
                 }
             cam_note = gr.Markdown()
