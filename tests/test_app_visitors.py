@@ -24,6 +24,7 @@ from gradio.state_holder import SessionState, StateHolder
 from gradio_client import Client, handle_file
 
 from tests.app_server import Server, app_server
+from tests.conftest import DATA_URL
 from webapp import sessions
 from webapp.layout import build_demo
 from webapp.sessions import LeanSessionState, release_interval, release_sessions
@@ -134,7 +135,7 @@ def classify(api: Client, path: Path) -> float:
 def explained(api: Client) -> list[str | None]:
     """What each Grad-CAM map explains for the session's last image; [None, None, None] when it holds none."""
     *cams, note = api.predict(LAST_LAYER, OPACITY, TOP_CLASS, api_name="/gradcam")
-    if not all(isinstance(cam, dict) and cam.get("path") for cam in cams):
+    if not all(isinstance(cam, str) and DATA_URL in cam for cam in cams):
         return [None] * len(cams)
     return note.split(" · ")
 

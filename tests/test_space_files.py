@@ -58,9 +58,9 @@ def test_the_copy_classifies_and_explains(server: Server, space: Path) -> None:
     dog = space / "checkpoints" / "examples" / "dog.png"
     result = api.predict(handle_file(str(dog)), "crop", 3, api_name="/classify")
     assert [label["label"] for label in result[1:4]] == ["dog"] * 3
-    assert np.array_equal(read_png(result[0]["path"]), prepare(dog)[0])
+    assert np.array_equal(read_png(result[0]), prepare(dog)[0])
     cams = api.predict(4, 0.5, -1, api_name="/gradcam")
-    assert [read_png(cam["path"]).shape for cam in cams[:3]] == [CAM_SHAPE] * 3
+    assert [read_png(cam).shape for cam in cams[:3]] == [CAM_SHAPE] * 3
     assert cams[3].count("looks for “dog”") == 3
 
 
