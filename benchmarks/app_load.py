@@ -655,20 +655,23 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def the_two_servers(folder: Path, args: argparse.Namespace, *app_options: str) -> list[tuple[Server, bool]]:
+    """The app (with ``app_options``) and the floor, each with the same queue settings and its own folder."""
+    queue = ["--concurrency", str(args.concurrency)]
+    return [(Server("app (python app.py)", [sys.executable, "app.py", *queue, *app_options], folder / "app-tmp",
+                    folder / "app.log"), True),
+            (Server("floor (benchmarks/floor_app.py)", [sys.executable, "benchmarks/floor_app.py", *queue],
+                    folder / "floor-tmp", folder / "floor.log"), False)]
+
+
 def main_visitors(args: argparse.Namespace) -> None:
     print(f"{args.visitors:,} visitors per server, each in a new session, on {args.clients} connections; "
           f"the app's retention {args.retention:g} s; CPU cores: {os.cpu_count()}; load average {load_average()}")
     with tempfile.TemporaryDirectory(prefix="app-visitors-") as scratch:
         folder = Path(scratch)
         inputs = make_inputs(folder, args.checkpoint_dir)
-        queue = ["--concurrency", str(args.concurrency)]
-        app_server = Server("app (python app.py)",
-                            [sys.executable, "app.py", *queue, "--file-retention", str(args.retention)],
-                            folder / "app-tmp", folder / "app.log")
-        floor_server = Server("floor (benchmarks/floor_app.py)", [sys.executable, "benchmarks/floor_app.py", *queue],
-                              folder / "floor-tmp", folder / "floor.log")
         results = []
-        for server, is_app in ((app_server, True), (floor_server, False)):
+        for server, is_app in the_two_servers(folder, args, "--file-retention", str(args.retention)):
             results.append(measure_visitors(server, Target(is_app), args, inputs))
             print_visitors_result(results[-1])
         print_visitors_verdict(*results, retention=args.retention)
@@ -690,13 +693,8 @@ def main() -> None:
         inputs = make_inputs(folder, args.checkpoint_dir)
         print("uploads: " + ", ".join(f"{path.name} ({path.stat().st_size / 1e6:.2f} MB)" for path in inputs.uploads)
               + "; bad files: " + ", ".join(path.name for path in inputs.bad_files))
-        queue = ["--concurrency", str(args.concurrency)]
-        app_server = Server("app (python app.py)", [sys.executable, "app.py", *queue], folder / "app-tmp",
-                            folder / "app.log")
-        floor_server = Server("floor (benchmarks/floor_app.py)", [sys.executable, "benchmarks/floor_app.py", *queue],
-                              folder / "floor-tmp", folder / "floor.log")
         results = []
-        for server, is_app in ((app_server, True), (floor_server, False)):
+        for server, is_app in the_two_servers(folder, args):
             results.append(measure(server, Target(is_app), args, inputs))
             print_result(results[-1])
         print_verdict(*results)
