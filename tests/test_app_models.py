@@ -3,6 +3,7 @@
 Runs on the shipped checkpoints (or the folder named by CHECKPOINT_DIR).
 """
 
+import dataclasses
 import shutil
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from artifacts.mistakes import MistakesError, load_mistakes
 from artifacts.results import write_results
 from model import NORMS, standardize
 from tests.conftest import CAM_SHAPE, read_png
-from webapp.callbacks import CAM_NOTE, CAMS, CLASSIFY_OUTPUTS, LABELS, TOP_CLASS, Handlers
+from webapp.callbacks import CAM_NOTE, CAMS, CLASSIFY_OUTPUTS, LABELS, PREVIEW, TOP_CLASS, Handlers, image_html
 from webapp.charts import probability_chart
 from webapp.gradcam import feature_layers, grad_cam, overlay
 from webapp.inference import ModelBank, load_bank
@@ -230,6 +231,18 @@ def test_handlers_classify_explain_and_relabel(bank: ModelBank, examples: dict[s
                                                 for title in ("BatchNorm", "GroupNorm", "LayerNorm")]
     cleared = handlers.classify(None, "crop", 3)  # a cleared input clears the outputs
     assert set(cleared) == set(CLASSIFY_OUTPUTS) and cleared["preview"] == "" and cleared["label_bn"] is None
+
+
+def test_inline_images_escape_their_text_and_an_unavailable_model_leaves_its_map_empty(bank: ModelBank) -> None:
+    pixels = np.zeros((32, 32, 3), dtype=np.uint8)
+    html = image_html(pixels, PREVIEW, 'a "cat" <b>')
+    assert 'alt="a &quot;cat&quot; &lt;b&gt;"' in html and np.array_equal(read_png(html), pixels)
+    without_gn = {norm: loaded for norm, loaded in bank.models.items() if norm != "gn"}
+    handlers = Handlers(dataclasses.replace(bank, models=without_gn), None)
+    shown = handlers.explain(pixels, handlers.layers[-1].index, 0.5, TOP_CLASS)
+    assert shown[CAMS["gn"]] == "" and "GroupNorm is unavailable" in shown[CAM_NOTE]
+    assert all(read_png(shown[CAMS[norm]]).shape == CAM_SHAPE for norm in ("bn", "ln"))
+    assert set(handlers.explain(None, 0, 0.5, TOP_CLASS).values()) == {""}  # nothing classified yet
 
 
 def test_handlers_disagreement_message(bank: ModelBank) -> None:

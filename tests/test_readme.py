@@ -120,19 +120,19 @@ def test_the_confirmation_compares_each_candidate_with_the_shipped_recipes_own_r
     from training.config import TrainConfig
     from training.readme import confirmation_table
 
-    def recorded(seed: int, accuracies: dict[str, float], **changed) -> dict:
+    def recorded(seed: int, accuracies: dict[str, float], train_images: int = 45_000, **changed) -> dict:
         models = {}
         for norm, accuracy in accuracies.items():
             config = TrainConfig(norm=norm, seed=seed, validation=True, **changed)
             models[norm] = {**{key: getattr(config, key) for key in (
                 "arch", "norm", "recipe", "seed", "epochs", "batch_size", "lr", "crop_padding", "weight_decay",
-                "label_smoothing")}, **config.levers(), "train_images": 45_000, "validation_accuracy": accuracy}
+                "label_smoothing")}, **config.levers(), "train_images": train_images, "validation_accuracy": accuracy}
         return trial_record("python -m training --validation", "CPU", models)
 
     def confirmed(seed: int, accuracies: dict[str, float]) -> dict:
         return {"study": "confirm", "trial": seed, "state": "COMPLETE", "value": 0.0, "device": "CPU", "commands": {},
                 "params": {"arch": "residual-gelu", "seed": seed}, "screen_trial": 7,
-                "models": {norm: {"norm": norm, "epochs": 20, "validation_accuracy": accuracy}
+                "models": {norm: {"norm": norm, "epochs": 20, "train_images": 45_000, "validation_accuracy": accuracy}
                            for norm, accuracy in accuracies.items()}}
 
     folder = CheckpointFolder(tmp_path)
@@ -141,14 +141,15 @@ def test_the_confirmation_compares_each_candidate_with_the_shipped_recipes_own_r
         recorded(1, {"bn": 0.858, "gn": 0.842, "ln": 0.833}),
         recorded(1, {"ln": 0.700}, lr=0.2),  # another setting: not the shipped recipe
         recorded(1, {"ln": 0.700}, ema_decay=0.99),  # a lever set: not the shipped recipe either
+        recorded(2, {"bn": 0.700}, train_images=10_000),  # fewer training images than the candidates had
         {"study": "screen", "trial": 0, "state": "COMPLETE", "value": 0.8, "device": "CPU", "commands": {},
          "params": {"arch": "residual"}, "models": {}},
         confirmed(0, {"bn": 0.861, "gn": 0.850, "ln": 0.850}),
         confirmed(1, {"bn": 0.859, "gn": 0.852, "ln": 0.852}),
     ])
     lines = confirmation_table(folder).splitlines()
-    assert lines[3] == ("| – | the shipped recipe (runs recorded by hand) | 20 | 0, 1 | 85.90 ± 0.14 | 84.10 ± 0.14 "
-                        "| 83.40 ± 0.14 |")
+    assert lines[3] == ("| – | the shipped recipe (runs recorded by hand) | 20 | BN 0, 1; GN 0, 1; LN 0, 1 "
+                        "| 85.90 ± 0.14 | 84.10 ± 0.14 | 83.40 ± 0.14 |")
     # BN: +0.1 points, within the seeds' spread; GN and LN: +1.0 and +1.7, each interval above zero.
     assert lines[-1] == "| trial 7 − the shipped recipe | +0.1 (−0.5 to +0.7) | **+1.0 (+0.4 to +1.6)** " \
                         "| **+1.7 (+1.1 to +2.3)** |"

@@ -224,7 +224,10 @@ def _mean_std(values: list[float]) -> str:
 
 
 def is_shipped_recipe(model: dict[str, Any]) -> bool:
-    """Whether a recorded run trained its norm with every setting as the shipped models are (the length aside)."""
+    """Whether a recorded run trained its norm with every setting as the shipped models are (the length aside).
+
+    A record leaves out the levers that were off, and older records the group count of the other norms:
+    what a record does not say is today's default."""
     shipped = TrainConfig(norm=model["norm"], epochs=model["epochs"])
     compared = ("arch", "recipe", "batch_size", "lr", "crop_padding", "weight_decay", "label_smoothing", "gn_groups")
     levers = shipped.lever_defaults()
@@ -232,14 +235,16 @@ def is_shipped_recipe(model: dict[str, Any]) -> bool:
             and all(model.get(key, default) == default for key, default in levers.items()))
 
 
-def shipped_recipe_validation(folder: CheckpointFolder, epochs: int) -> dict[str, dict[int, float]]:
-    """The shipped recipe's validation accuracy per norm and seed, from the runs recorded by hand at ``epochs``."""
+def shipped_recipe_validation(folder: CheckpointFolder, epochs: int, train_images: int) -> dict[str, dict[int, float]]:
+    """The shipped recipe's validation accuracy per norm and seed, from the runs recorded by hand that trained
+    ``epochs`` on ``train_images``, as the candidates did (a later run of a seed replaces an earlier one)."""
     found: dict[str, dict[int, float]] = {norm: {} for norm in NORMS}
     for trial in read_trials(folder.trials):
         if "study" in trial:
             continue
         for model in trial["models"].values():
-            if ("validation_accuracy" in model and model.get("epochs") == epochs and model["norm"] in found
+            if ("validation_accuracy" in model and model.get("epochs") == epochs
+                    and model.get("train_images") == train_images and model["norm"] in found
                     and is_shipped_recipe(model)):
                 found[model["norm"]][model.get("seed", 0)] = model["validation_accuracy"]
     return found
@@ -255,30 +260,35 @@ def confirmation_table(folder: CheckpointFolder) -> str:
     by_candidate: dict[int, list[dict[str, Any]]] = {}
     for trial in trials:
         by_candidate.setdefault(trial["screen_trial"], []).append(trial)
-    epochs = sorted({model["epochs"] for trial in trials for model in trial["models"].values()})
-    baseline = shipped_recipe_validation(folder, epochs[0]) if len(epochs) == 1 else {norm: {} for norm in NORMS}
+    models = [model for trial in trials for model in trial["models"].values()]
+    lengths = {(model["epochs"], model.get("train_images")) for model in models}
+    # The shipped recipe's runs are comparable when every candidate ran one length on one training set.
+    baseline = shipped_recipe_validation(folder, *next(iter(lengths))) if len(lengths) == 1 else {}
     rows, differences = [], []
     for screened, runs in by_candidate.items():
         runs = sorted(runs, key=lambda run: run["params"]["seed"])
         values = {norm: [run["models"][norm]["validation_accuracy"] for run in runs if norm in run["models"]]
                   for norm in NORMS}
+        epochs = "/".join(map(str, sorted({model["epochs"] for run in runs for model in run["models"].values()})))
         seeds = ", ".join(f"{run['params']['seed']} ({run['trial']})" for run in runs)
-        rows.append([str(screened), changed_settings(runs[0]["params"], shipped), "/".join(map(str, epochs)),
-                     seeds, *(_mean_std(values[norm]) for norm in NORMS)])
-        if all(len(baseline[norm]) > 1 and len(values[norm]) > 1 for norm in NORMS):
+        rows.append([str(screened), changed_settings(runs[0]["params"], shipped), epochs, seeds,
+                     *(_mean_std(values[norm]) for norm in NORMS)])
+        if baseline:
             cells = [difference_text(pairwise_differences({"a": values[norm], "b": list(baseline[norm].values())})
-                                     ["a-b"], bold_when_detected=True) for norm in NORMS]
+                                     .get("a-b"), bold_when_detected=True) for norm in NORMS]
             differences.append([f"trial {screened} − the shipped recipe", *cells])
     if any(baseline.values()):
-        seeds = sorted({seed for per_seed in baseline.values() for seed in per_seed})
-        rows.append(["–", "the shipped recipe (runs recorded by hand)", "/".join(map(str, epochs)),
-                     ", ".join(map(str, seeds)), *(_mean_std(list(baseline[norm].values())) for norm in NORMS)])
+        seeds = "; ".join(f"{NORMS[norm].short} {', '.join(map(str, sorted(per_seed)))}"
+                          for norm, per_seed in baseline.items() if per_seed)
+        rows.append(["–", "the shipped recipe (runs recorded by hand)", str(next(iter(lengths))[0]), seeds,
+                     *(_mean_std(list(baseline[norm].values())) for norm in NORMS)])
     table = markdown_table(["screened as trial", "changes from the shipped recipe", "epochs", "seeds (trial)",
                             *(NORMS[n].short for n in NORMS)], rows, right=2)
-    if not differences:
+    if not any(baseline.values()):
         return table
     return (table.rstrip("\n") + "\n\nDifferences in points of validation accuracy, with their 95% intervals "
-            "(Welch's, over the seeds above; in bold when the interval excludes zero):\n\n"
+            "(Welch's, over the seeds above; in bold when the interval excludes zero; a difference without an "
+            "interval has one seed on a side):\n\n"
             + markdown_table(["candidate", *(NORMS[n].short for n in NORMS)], differences))
 
 

@@ -29,6 +29,7 @@ NO_CLASS = "any"
 # Output names: one label and one Grad-CAM image per norm.
 LABELS = {norm: f"label_{norm}" for norm in NORMS}
 CAMS = {norm: f"cam_{norm}" for norm in NORMS}
+PREVIEW, GRADCAM = "preview", "gradcam"  # the CSS classes the page draws these inline images with
 CAM_NOTE = "cam_note"  # which class each Grad-CAM map explains
 EXPLAIN_OUTPUTS = (*CAMS.values(), CAM_NOTE)
 CLASSIFY_OUTPUTS = ("preview", *LABELS.values(), "chart", "verdict", "input_note", "timing", "pixels", "probabilities")
@@ -51,8 +52,8 @@ def _upload_source(value: Any) -> str | bytes | None:
 
 
 def image_html(pixels: np.ndarray, kind: str, description: str) -> str:
-    """An image inside the answer (no file for the page to fetch), drawn with hard edges by the page's CSS class
-    ``kind``: the 32 x 32 preview is about 3 KB, a 128-pixel Grad-CAM overlay about 7 KB."""
+    """An image inside the answer (no file for the page to fetch), drawn with hard edges by the page's CSS
+    class ``kind`` (``PREVIEW`` or ``GRADCAM``); ``description`` is its alternative text."""
     return f'<img class="{kind}" src="{png_data_url(pixels)}" alt="{escape(description)}">'
 
 
@@ -174,7 +175,7 @@ class Handlers:
         )
         state = {norm: p.tolist() for norm, p in probabilities.items()}
         return {
-            "preview": image_html(pixels, "preview", "the 32 × 32 pixels the models receive"),
+            "preview": image_html(pixels, PREVIEW, "the 32 × 32 pixels the models receive"),
             **self.labels(state, top_k),
             "chart": chart,
             "verdict": self.verdict(probabilities),
@@ -185,7 +186,7 @@ class Handlers:
         }
 
     def explain(self, pixels: np.ndarray | None, layer: Any, opacity: Any, target: Any) -> dict[str, Any]:
-        """Grad-CAM overlays, one per norm (``None`` for an unavailable model), and the class each one explains.
+        """Grad-CAM overlays, one per norm (empty for an unavailable model), and the class each one explains.
 
         Plain values only: an image returned as a component (to change its label) would make Gradio
         build a new component and its configuration for every call.
@@ -212,7 +213,7 @@ class Handlers:
             chosen = None if target == TOP_CLASS else int(np.clip(target, 0, len(classes) - 1))
             cam, explained = grad_cam(loaded.network, loaded.input(pixels), index, chosen)
             notes.append(f"Where {loaded.title} looks for “{classes[explained]}”")
-            outputs[name] = image_html(overlay(pixels, cam, opacity), "gradcam",
+            outputs[name] = image_html(overlay(pixels, cam, opacity), GRADCAM,
                                        f"where {loaded.title} looks for {classes[explained]}")
         outputs[CAM_NOTE] = " · ".join(notes)
         return outputs

@@ -17,7 +17,7 @@ from PIL import Image
 from artifacts.lab import EXPERIMENTS, markdown_table
 from artifacts.mistakes import MistakesError, MistakeSet, load_mistakes
 from model import NORMS, norm_title
-from webapp.callbacks import CAM_NOTE, CAMS, LABELS, NO_CLASS, TOP_CLASS, Handlers
+from webapp.callbacks import CAM_NOTE, CAMS, GRADCAM, LABELS, NO_CLASS, PREVIEW, TOP_CLASS, Handlers
 from webapp.inference import ModelBank, load_bank
 from webapp.inside import INSIDE_OUTPUTS, PANELS, InsideView
 from webapp.lab import COMPANION_SIZE, UPLOADED, LabDemo, corruption_choices, read_lab, section_markdown
@@ -48,8 +48,6 @@ CSS = """
 .verdict-detail { display: block; font-size: 0.85em; opacity: 0.85; }
 /* 32 x 32 images are sent as they are and blown up here, with hard pixel edges. */
 .pixelated img { image-rendering: pixelated; }
-.pixelated img.preview { display: block; width: 160px; height: 160px; }
-.pixelated img.gradcam { display: block; width: 100%; max-width: 240px; height: auto; margin: 0 auto; }
 #input-image .image-frame, #input-image .image-frame img,
 .pixelated .image-frame, .pixelated .image-frame img { width: 100%; height: 100%; object-fit: contain; }
 /* Mistake captions go under the tile instead of over it: the images are only 32 pixels to begin with. */
@@ -63,6 +61,9 @@ CSS = """
 .inside-maps .image-frame, .inside-maps .image-frame img { width: 100%; height: auto !important; }
 .banner { padding: 8px 12px; border-radius: 8px; background: rgba(213, 94, 0, 0.12);
           border: 1px solid rgba(213, 94, 0, 0.6); }
+""" + f"""
+.pixelated img.{PREVIEW} {{ display: block; width: 160px; height: 160px; }}
+.pixelated img.{GRADCAM} {{ display: block; width: 100%; max-width: 240px; height: auto; margin: 0 auto; }}
 """
 
 
@@ -156,7 +157,7 @@ def classify_tab(app: App) -> gr.State:
                     # HTML holding the image itself (so do the Grad-CAM maps): a picture of a few KB
                     # needs no file of its own, written, checked by Gradio and fetched.
                     preview = gr.HTML(label="What the models see", show_label=True, container=True,
-                                      elem_classes="pixelated", min_width=160, scale=0)
+                                      elem_classes="pixelated", min_width=160, min_height=160, scale=0)
                     input_note = gr.Markdown("The 32 × 32 pixels the models receive appear here.")
             with gr.Column(scale=3, min_width=360):
                 verdict = gr.HTML()
@@ -188,7 +189,7 @@ def classify_tab(app: App) -> gr.State:
             with gr.Row():
                 cams = {
                     CAMS[norm]: gr.HTML(label=f"{NORMS[norm].title}", show_label=True, container=True,
-                                        elem_classes="pixelated")
+                                        elem_classes="pixelated", min_height=240)
                     for norm in NORMS
                 }
             cam_note = gr.Markdown()

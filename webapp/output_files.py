@@ -1,12 +1,13 @@
 """The files the app writes for the page, and how long they and the visitors' uploads are kept.
 
-Images go to the page as PNG files in Gradio's temporary folder (the 32 x 32 preview, small
-enough to travel inside the answer, as a ``data:`` URL instead: ``png_data_url``). Gradio
-(6.31) would write an array output itself, under a name taken from its content, by overwriting the file in place
-(``processing_utils.save_pil_to_cache``): when a crowd sends the same image at once, one
-request rewrites the file while another is sending it, and that download arrives cut short.
-``png_file`` writes each image whole under a temporary name and renames it into place, so a
-reader always gets a complete file; Gradio serves a path already in its folder as it is.
+Images go to the page as PNG files in Gradio's temporary folder, except the Classify tab's
+preview and Grad-CAM maps, small enough to travel inside the answer as ``data:`` URLs
+(``png_data_url``). Gradio (6.31) would write an array output itself, under a name taken from
+its content, by overwriting the file in place (``processing_utils.save_pil_to_cache``): when a
+crowd sends the same image at once, one request rewrites the file while another is sending it,
+and that download arrives cut short. ``png_file`` writes each image whole under a temporary name
+and renames it into place, so a reader always gets a complete file; Gradio serves a path already
+in its folder as it is.
 
 Uploads and these images are deleted ``retention`` seconds after they were last handed out
 (Gradio's ``delete_cache``, which tracks both), and the per-file folders they leave behind
@@ -67,8 +68,9 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 def png_data_url(pixels: np.ndarray) -> str:
     """``pixels`` as a ``data:image/png;base64,...`` URL: a small image sent inside the answer itself.
 
-    A 32 x 32 image is about 3 KB; as a file it would cost the server a write, Gradio's
-    allowed-path checks and a request of its own for the page to fetch it.
+    A 32 x 32 image is 1 to 3 KB, a 128-pixel Grad-CAM overlay 10 to 20 KB; as a file each
+    would cost the server a write, Gradio's allowed-path checks and a request of its own for
+    the page to fetch it.
     """
     return "data:image/png;base64," + base64.b64encode(png_bytes(pixels)).decode("ascii")
 
