@@ -77,8 +77,12 @@ def batch_size_table(results: dict[str, Any]) -> Table:
             rows.append([f"{NORMS[first].short} − {NORMS[second].short}",
                          *(difference_text(d) for d in per_size)])
     seeds = setup.get("seeds", [0])
+    recipe = setup.get("recipe", {})  # the levers it names were set; the others were off (random flips, no EMA)
+    flips = {"alternate": "alternating flips", "none": "no flips"}.get(recipe.get("flips"), "random flips")
+    average = f"an EMA of the weights (decay {recipe['ema_decay']})" if recipe.get("ema_decay") else "no EMA"
     setup_text = (
-        f"Each model trained from scratch on {setup['train_images']:,} training images for {setup['epochs']} "
+        f"The `{setup.get('arch', 'residual')}` network with {flips} and {average}: "
+        f"each model trained from scratch on {setup['train_images']:,} training images for {setup['epochs']} "
         f"epochs at each batch size, peak learning rate {_rates(setup['base_lr'])} × batch size / 256; test accuracy "
         f"on {setup['test_images']:,} test images"
         + (f", mean ± std over seeds {', '.join(map(str, seeds))}. The differences are in points, with their 95% "

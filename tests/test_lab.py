@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from artifacts.lab import EXPERIMENTS
-from model import ARCHITECTURES, NORMS, build_model
+from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model
 from probes.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from training.data import Split
 from training.lab import batch_size, calibration, coupling
@@ -87,8 +87,8 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     first = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                                **kwargs)
     assert set(first["runs"]) == {f"{norm}-{size}-seed0" for norm in NORMS for size in (2, 8)}
-    assert first["runs"]["bn-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES["residual"].lr["bn"] * 8 / 256)
-    assert first["runs"]["ln-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES["residual"].lr["ln"] * 8 / 256)
+    assert first["runs"]["bn-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES[DEFAULT_ARCH].lr["bn"] * 8 / 256)
+    assert first["runs"]["ln-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES[DEFAULT_ARCH].lr["ln"] * 8 / 256)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
@@ -142,7 +142,7 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
 
     # Nor is a sweep trained with another recipe (here: another crop padding).
     retrained.clear()
-    monkeypatch.setitem(ARCHITECTURES, "residual", dataclasses.replace(ARCHITECTURES["residual"], crop_padding=3))
+    monkeypatch.setitem(ARCHITECTURES, DEFAULT_ARCH, dataclasses.replace(ARCHITECTURES[DEFAULT_ARCH], crop_padding=3))
     changed = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                                  **kwargs)
     assert retrained == [True] * (len(NORMS) * 2)
@@ -259,3 +259,14 @@ def test_a_sweep_cut_short_names_only_the_seeds_it_trained(synthetic_split: Spli
                            batch_sizes=(2,), train_images=32, epochs=1, seeds=(0, 1, 2), progress=False)
     written = json.loads((tmp_path / "batch_size.json").read_text())
     assert written["setup"]["seeds"] == [0] and len(written["runs"]) == len(NORMS)
+
+
+def test_the_sweep_table_names_the_network_and_the_levers_it_was_trained_with() -> None:
+    setup = {"arch": "residual", "recipe": {"weight_decay": 0.0005}, "train_images": 10_000, "epochs": 5,
+             "base_lr": {"bn": 0.3, "gn": 0.2, "ln": 0.1}, "batch_sizes": [2], "test_images": 100, "seeds": [0]}
+    before = EXPERIMENTS["batch_size"].table({"setup": setup, "points": {}})[0]
+    assert before.startswith("The `residual` network with random flips and no EMA: each model trained")
+    shipped = {**setup, "arch": "residual-gelu", "recipe": {"flips": "alternate", "ema_decay": 0.99}}
+    after = EXPERIMENTS["batch_size"].table({"setup": shipped, "points": {}})[0]
+    assert after.startswith("The `residual-gelu` network with alternating flips and an EMA of the weights "
+                            "(decay 0.99): each model")

@@ -5,8 +5,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from artifacts.folder import CheckpointFolder
+from model import build_model, network_fingerprint
 from tests.conftest import CHECKPOINTS, REPO
 from training.readme import MARKER, SECTIONS, main, render
 
@@ -84,6 +86,7 @@ def test_the_published_runs_are_set_against_the_spread_of_ours(tmp_path: Path) -
 def test_the_search_tables_rank_candidates_and_say_what_each_changes(tmp_path: Path) -> None:
     from artifacts.trials import write_trials
     from training.readme import confirmation_table, screening_table
+    from training.search.space import baseline
 
     def trial(study: str, number: int, state: str, value: float | None, params: dict, epochs: int = 8,
               **extra) -> dict:
@@ -93,11 +96,13 @@ def test_the_search_tables_rank_candidates_and_say_what_each_changes(tmp_path: P
         return {"study": study, "trial": number, "state": state, "value": value, "device": "CPU",
                 "commands": {}, "params": params, "models": models, **extra}
 
-    shipped = {"arch": "residual", "ema_decay": 0.0, "weight_decay": 5e-4}
-    better = {**shipped, "arch": "residual-gelu", "ema_decay": 0.99}
+    # Each candidate is described by what it changes from the recipe shipped now, the study's start too.
+    shipped = baseline(["bn", "gn", "ln"])
+    start = {**shipped, "arch": "residual", "ema_decay": 0.0}
+    better = {**shipped, "dirac_init": True}
     folder = CheckpointFolder(tmp_path)
     write_trials(folder.trials, [
-        trial("screen", 0, "COMPLETE", 0.80, shipped),
+        trial("screen", 0, "COMPLETE", 0.80, start),
         trial("screen", 1, "PRUNED", 0.60, {**shipped, "weight_decay": 1e-4}),
         trial("screen", 2, "FAIL", 0.70, better),  # stopped, then queued again as trial 3
         trial("screen", 3, "COMPLETE", 0.82, better, retry_of=2),
@@ -107,23 +112,26 @@ def test_the_search_tables_rank_candidates_and_say_what_each_changes(tmp_path: P
     lines = screening_table(folder).splitlines()
     assert lines[0].startswith("3 candidates screened (2 complete, 1 pruned), 8 epochs each on 45,000 training")
     assert [line.split(" | ")[:3] for line in lines[4:]] == [
-        ["| 3", "complete", "arch=residual-gelu, ema_decay=0.99"], ["| 0", "complete", "the shipped recipe"],
+        ["| 3", "complete", "dirac_init=True"], ["| 0", "complete", "arch=residual, ema_decay=0"],
         ["| 1", "pruned after epoch 3", "weight_decay=0.0001"]]
     assert lines[4].endswith("| 82.00% | 83.00% | 82.00% | 81.00% |")
     [row] = confirmation_table(folder).splitlines()[2:]
-    assert row == ("| 3 | arch=residual-gelu, ema_decay=0.99 | 20 | 0 (0), 1 (1) | 87.50 ± 0.71 | 86.50 ± 0.71 "
+    assert row == ("| 3 | dirac_init=True | 20 | 0 (0), 1 (1) | 87.50 ± 0.71 | 86.50 ± 0.71 "
                    "| 85.50 ± 0.71 |")
 
 
-def test_the_confirmation_compares_each_candidate_with_the_shipped_recipes_own_runs(tmp_path: Path) -> None:
+def test_the_confirmation_compares_each_candidate_with_the_starting_recipes_own_runs(tmp_path: Path) -> None:
     from artifacts.trials import trial_record, write_trials
     from training.config import TrainConfig
     from training.readme import confirmation_table
+    from training.search.space import baseline
+
+    start = {"arch": "residual", "flips": "random", "ema_decay": 0.0}  # the recipe shipped when the search began
 
     def recorded(seed: int, accuracies: dict[str, float], train_images: int = 45_000, **changed) -> dict:
         models = {}
         for norm, accuracy in accuracies.items():
-            config = TrainConfig(norm=norm, seed=seed, validation=True, **changed)
+            config = TrainConfig(norm=norm, seed=seed, validation=True, **{**start, **changed})
             models[norm] = {**{key: getattr(config, key) for key in (
                 "arch", "norm", "recipe", "seed", "epochs", "batch_size", "lr", "crop_padding", "weight_decay",
                 "label_smoothing")}, **config.levers(), "train_images": train_images, "validation_accuracy": accuracy}
@@ -139,17 +147,35 @@ def test_the_confirmation_compares_each_candidate_with_the_shipped_recipes_own_r
     write_trials(folder.trials, [
         recorded(0, {"bn": 0.860, "gn": 0.840, "ln": 0.835}),
         recorded(1, {"bn": 0.858, "gn": 0.842, "ln": 0.833}),
-        recorded(1, {"ln": 0.700}, lr=0.2),  # another setting: not the shipped recipe
-        recorded(1, {"ln": 0.700}, ema_decay=0.99),  # a lever set: not the shipped recipe either
+        recorded(1, {"ln": 0.700}, lr=0.2),  # another setting: not the starting recipe
+        recorded(1, {"ln": 0.700}, ema_decay=0.99),  # a lever set: not the starting recipe either
+        recorded(2, {"gn": 0.700}, arch="residual-gelu", flips="alternate", ema_decay=0.99),  # the shipped recipe
         recorded(2, {"bn": 0.700}, train_images=10_000),  # fewer training images than the candidates had
         {"study": "screen", "trial": 0, "state": "COMPLETE", "value": 0.8, "device": "CPU", "commands": {},
-         "params": {"arch": "residual"}, "models": {}},
+         "params": {**baseline(["bn", "gn", "ln"]), **start}, "models": {}},
         confirmed(0, {"bn": 0.861, "gn": 0.850, "ln": 0.850}),
         confirmed(1, {"bn": 0.859, "gn": 0.852, "ln": 0.852}),
     ])
     lines = confirmation_table(folder).splitlines()
-    assert lines[3] == ("| – | the shipped recipe (runs recorded by hand) | 20 | BN 0, 1; GN 0, 1; LN 0, 1 "
+    assert lines[3] == ("| – | arch=residual, flips=random, ema_decay=0 (trial 0's recipe, shipped when the search "
+                        "began; runs recorded by hand) | 20 | BN 0, 1; GN 0, 1; LN 0, 1 "
                         "| 85.90 ± 0.14 | 84.10 ± 0.14 | 83.40 ± 0.14 |")
     # BN: +0.1 points, within the seeds' spread; GN and LN: +1.0 and +1.7, each interval above zero.
-    assert lines[-1] == "| trial 7 − the shipped recipe | +0.1 (−0.5 to +0.7) | **+1.0 (+0.4 to +1.6)** " \
+    assert lines[-1] == "| trial 7 − trial 0's recipe | +0.1 (−0.5 to +0.7) | **+1.0 (+0.4 to +1.6)** " \
                         "| **+1.7 (+1.1 to +2.3)** |"
+
+
+def test_a_grid_cell_trained_before_its_recipe_changed_is_not_shown(tmp_path: Path) -> None:
+    from training.config import TrainConfig
+    from training.readme import describes_current_training
+
+    with torch.device("meta"):
+        network = network_fingerprint(build_model("reference", "bn"))
+    today = {"arch": "reference", "norm": "bn", "network": network, **TrainConfig(arch="reference").levers()}
+    assert describes_current_training(today)
+    # Our recipe before the search's alternating flips and EMA: the record names neither.
+    assert not describes_current_training({key: value for key, value in today.items()
+                                           if key not in ("flips", "ema_decay")})
+    assert not describes_current_training({**today, "network": "0" * 16})
+    # The published recipe has not changed: its records, which name no lever, still count.
+    assert describes_current_training({"arch": "reference", "norm": "bn", "network": network, "recipe": "published"})

@@ -9,9 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 import training.__main__ as training_cli
+from artifacts.folder import CheckpointFolder
 from artifacts.mistakes import load_mistakes
-from artifacts.weights import load_checkpoint
-from model import ARCHITECTURES, NORMS, ResidualNet, network_fingerprint
+from artifacts.weights import load_checkpoint, save_checkpoint
+from model import ARCHITECTURES, CLASSES, NORMS, ResidualNet, build_model, network_fingerprint
 from training.__main__ import main
 from training.config import ConfigError, TrainConfig
 from training.data import Split, validation_indices
@@ -429,3 +430,18 @@ def test_a_rerun_skips_the_runs_already_in_the_output_folder(cifar_dir: Path, tm
     assert "already trained" not in capsys.readouterr().out
     assert main([*common, "--lr", "0.05", "--restart", "--state-dir", str(tmp_path / "state-lr")]) == 0
     assert "already trained" not in capsys.readouterr().out
+
+
+def test_the_summary_leaves_out_a_seed_trained_with_other_levers(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    folder = CheckpointFolder(tmp_path)
+    shipped = TrainConfig(norm="ln")
+    common = {"arch": shipped.arch, "norm": "ln", "train_accuracy": 0.9, "classes": list(CLASSES), "epochs": 20,
+              "parameters": 1, "mean": list(shipped.mean), "std": list(shipped.std)}
+    for seed, levers in ((0, shipped.levers()), (1, shipped.levers()), (2, {})):  # seed 2: before the search's levers
+        metadata = {**common, **levers, "seed": seed, "test_accuracy": 0.8 + seed / 100}
+        save_checkpoint(build_model(shipped.arch, "ln"), folder.seed_folder(seed).weights("ln"), metadata)
+    assert summary_main(["--checkpoint-dir", str(tmp_path)]) == 0
+    assert "leaving" in capsys.readouterr().out
+    runs = json.loads(folder.results.read_text())["over_seeds"]["ln"]["runs"]
+    assert [run["seed"] for run in runs] == [0, 1]

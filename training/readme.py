@@ -29,6 +29,7 @@ from artifacts.results import read_over_seeds, read_results
 from artifacts.trials import changed_settings, read_trials
 from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model, count_parameters, network_fingerprint
 from training.config import TrainConfig
+from training.search.space import baseline, trial_configs
 from training.statistics import pairwise_differences, prediction_interval
 
 README = Path("README.md")
@@ -52,11 +53,13 @@ def over_seeds_cell(summary: dict[str, Any] | None) -> str:
     return f"{100 * test['mean']:.2f} ± {100 * test['std']:.2f}% ({test['n']} seeds)"
 
 
-def describes_current_network(metadata: dict[str, Any]) -> bool:
-    """Whether a checkpoint was trained on the network its architecture builds today."""
+def describes_current_training(metadata: dict[str, Any]) -> bool:
+    """Whether a checkpoint was trained on the network its architecture builds today, with its recipe as the
+    recipe is today: a cell trained before either changed is "not trained yet", not shown."""
     with torch.device("meta"):
         network = build_model(metadata["arch"], metadata["norm"], metadata.get("gn_groups"))
-    return metadata.get("network") == network_fingerprint(network)
+    today = TrainConfig(arch=metadata["arch"], recipe=metadata.get("recipe", "ours"), norm=metadata["norm"])
+    return metadata.get("network") == network_fingerprint(network) and today.describes(metadata)
 
 
 def results_table(folder: CheckpointFolder) -> str:
@@ -89,6 +92,7 @@ def grid_table(folder: CheckpointFolder) -> str:
              "per norm", *(percent(reference.published[norm].test_accuracy) for norm in NORMS)]]
     cells = [("reference", "published", "reference × published recipe, reproduced here"),
              ("reference", "ours", "reference × our recipe"),
+             ("residual", "published", "ours with ReLU, as shipped before the search, × published recipe"),
              (DEFAULT_ARCH, "published", f"ours ({count_parameters(build_model(DEFAULT_ARCH, 'bn')):,} parameters) "
                                           "× published recipe"),
              (DEFAULT_ARCH, "ours", "ours × ours (the shipped models)")]
@@ -96,7 +100,7 @@ def grid_table(folder: CheckpointFolder) -> str:
         cell = folder.grid_cell(arch, recipe)
         models = read_results(cell.results)
         over_seeds, _ = read_over_seeds(cell.results)
-        current = {norm: describes_current_network(metadata) for norm, metadata in models.items()}
+        current = {norm: describes_current_training(metadata) for norm, metadata in models.items()}
         rows.append([title, *(over_seeds_cell(over_seeds.get(norm)) if current.get(norm) else "not trained yet"
                               for norm in NORMS)])
     return markdown_table(["network × recipe (test accuracy)", *(NORMS[n].title for n in NORMS)], rows)
@@ -111,7 +115,7 @@ def reproduction_table(folder: CheckpointFolder) -> str:
     rows = []
     for norm in NORMS:
         published = reference.published[norm]
-        summary = over_seeds.get(norm) if norm in models and describes_current_network(models[norm]) else None
+        summary = over_seeds.get(norm) if norm in models and describes_current_training(models[norm]) else None
         if not summary:
             rows.append([NORMS[norm].title, percent(published.train_accuracy), percent(published.test_accuracy),
                          "not trained yet", "–", "–", "–", "–"])
@@ -142,7 +146,7 @@ def reproduction_table(folder: CheckpointFolder) -> str:
 
 
 def trial_setting(command: str) -> str:
-    """The settings a trial's command changed, e.g. "--lr 0.2 --seed 1"; "the recipe's defaults" when none."""
+    """The settings a trial's command changed, e.g. "--lr 0.2 --seed 1"; "the defaults of the time" when none."""
     words, kept, skip = command.split()[3:], [], False
     for word in words:
         if skip:
@@ -152,7 +156,7 @@ def trial_setting(command: str) -> str:
             skip = word in ("--norm", "--data-dir", "--output-dir", "--state-dir", "--jobs")
             continue
         kept.append(word)
-    return " ".join(kept) or "the recipe's defaults"
+    return " ".join(kept) or "the defaults of the time"
 
 
 def trials_table(folder: CheckpointFolder, key: str) -> str:
@@ -188,7 +192,7 @@ def screening_table(folder: CheckpointFolder) -> str:
     trials = _search_trials(folder, "screen")
     if not trials:
         return "*No trial screened yet: run `python -m training.search`.*\n"
-    shipped = next((trial["params"] for trial in trials if trial["trial"] == 0), {})
+    shipped = baseline(list(NORMS))
     retried = {trial["retry_of"] for trial in trials if "retry_of" in trial}
     trials = [trial for trial in trials if trial["trial"] not in retried]  # a stopped trial counts once, as its retry
     states = {state: sum(trial["state"] == state for trial in trials)
@@ -223,47 +227,39 @@ def _mean_std(values: list[float]) -> str:
     return f"{100 * statistics.fmean(values):.2f}{std}"
 
 
-def is_shipped_recipe(model: dict[str, Any]) -> bool:
-    """Whether a recorded run trained its norm with every setting as the shipped models are (the length aside).
-
-    A record leaves out the levers that were off, and older records the group count of the other norms:
-    what a record does not say is today's default."""
-    shipped = TrainConfig(norm=model["norm"], epochs=model["epochs"])
-    compared = ("arch", "recipe", "batch_size", "lr", "crop_padding", "weight_decay", "label_smoothing", "gn_groups")
-    levers = shipped.lever_defaults()
-    return (all(model.get(key, getattr(shipped, key)) == getattr(shipped, key) for key in compared)
-            and all(model.get(key, default) == default for key, default in levers.items()))
-
-
-def shipped_recipe_validation(folder: CheckpointFolder, epochs: int, train_images: int) -> dict[str, dict[int, float]]:
-    """The shipped recipe's validation accuracy per norm and seed, from the runs recorded by hand that trained
-    ``epochs`` on ``train_images``, as the candidates did (a later run of a seed replaces an earlier one)."""
+def starting_recipe_validation(folder: CheckpointFolder, start: dict[str, Any], epochs: int,
+                               train_images: int) -> dict[str, dict[int, float]]:
+    """The validation accuracy per norm and seed of the runs recorded by hand that trained the search's starting
+    recipe (``start``: its trial 0's choices) for ``epochs`` on ``train_images``, as the candidates did (a later
+    run of a seed replaces an earlier one)."""
+    configs = {config.norm: config for config in trial_configs(start, list(NORMS), epochs)} if start else {}
     found: dict[str, dict[int, float]] = {norm: {} for norm in NORMS}
     for trial in read_trials(folder.trials):
         if "study" in trial:
             continue
         for model in trial["models"].values():
             if ("validation_accuracy" in model and model.get("epochs") == epochs
-                    and model.get("train_images") == train_images and model["norm"] in found
-                    and is_shipped_recipe(model)):
+                    and model.get("train_images") == train_images and model["norm"] in configs
+                    and configs[model["norm"]].describes(model)):
                 found[model["norm"]][model.get("seed", 0)] = model["validation_accuracy"]
     return found
 
 
 def confirmation_table(folder: CheckpointFolder) -> str:
-    """Each confirmed candidate over its seeds, mean ± std of the validation accuracy per norm, beside the shipped
-    recipe's own runs on the same split; then each candidate's difference from it with its 95% interval."""
+    """Each confirmed candidate over its seeds, mean ± std of the validation accuracy per norm, beside the runs of
+    the search's starting recipe (its trial 0: the recipe shipped when the search began) on the same split; then
+    each candidate's difference from that recipe with its 95% interval."""
     trials = [trial for trial in _search_trials(folder, "confirm") if trial["state"] == "COMPLETE"]
     if not trials:
         return "*Nothing confirmed yet: run `python -m training.search --confirm 2`.*\n"
-    shipped = next((trial["params"] for trial in _search_trials(folder, "screen") if trial["trial"] == 0), {})
+    start = next((trial["params"] for trial in _search_trials(folder, "screen") if trial["trial"] == 0), {})
     by_candidate: dict[int, list[dict[str, Any]]] = {}
     for trial in trials:
         by_candidate.setdefault(trial["screen_trial"], []).append(trial)
     models = [model for trial in trials for model in trial["models"].values()]
     lengths = {(model["epochs"], model.get("train_images")) for model in models}
-    # The shipped recipe's runs are comparable when every candidate ran one length on one training set.
-    baseline = shipped_recipe_validation(folder, *next(iter(lengths))) if len(lengths) == 1 else {}
+    # The starting recipe's runs are comparable when every candidate ran one length on one training set.
+    start_runs = starting_recipe_validation(folder, start, *next(iter(lengths))) if len(lengths) == 1 else {}
     rows, differences = [], []
     for screened, runs in by_candidate.items():
         runs = sorted(runs, key=lambda run: run["params"]["seed"])
@@ -271,20 +267,21 @@ def confirmation_table(folder: CheckpointFolder) -> str:
                   for norm in NORMS}
         epochs = "/".join(map(str, sorted({model["epochs"] for run in runs for model in run["models"].values()})))
         seeds = ", ".join(f"{run['params']['seed']} ({run['trial']})" for run in runs)
-        rows.append([str(screened), changed_settings(runs[0]["params"], shipped), epochs, seeds,
+        rows.append([str(screened), changed_settings(runs[0]["params"], baseline(list(NORMS))), epochs, seeds,
                      *(_mean_std(values[norm]) for norm in NORMS)])
-        if baseline:
-            cells = [difference_text(pairwise_differences({"a": values[norm], "b": list(baseline[norm].values())})
+        if start_runs:
+            cells = [difference_text(pairwise_differences({"a": values[norm], "b": list(start_runs[norm].values())})
                                      .get("a-b"), bold_when_detected=True) for norm in NORMS]
-            differences.append([f"trial {screened} − the shipped recipe", *cells])
-    if any(baseline.values()):
+            differences.append([f"trial {screened} − trial 0's recipe", *cells])
+    if any(start_runs.values()):
         seeds = "; ".join(f"{NORMS[norm].short} {', '.join(map(str, sorted(per_seed)))}"
-                          for norm, per_seed in baseline.items() if per_seed)
-        rows.append(["–", "the shipped recipe (runs recorded by hand)", str(next(iter(lengths))[0]), seeds,
-                     *(_mean_std(list(baseline[norm].values())) for norm in NORMS)])
+                          for norm, per_seed in start_runs.items() if per_seed)
+        rows.append(["–", f"{changed_settings(start, baseline(list(NORMS)))} (trial 0's recipe, shipped when the "
+                     "search began; runs recorded by hand)", str(next(iter(lengths))[0]), seeds,
+                     *(_mean_std(list(start_runs[norm].values())) for norm in NORMS)])
     table = markdown_table(["screened as trial", "changes from the shipped recipe", "epochs", "seeds (trial)",
                             *(NORMS[n].short for n in NORMS)], rows, right=2)
-    if not any(baseline.values()):
+    if not any(start_runs.values()):
         return table
     return (table.rstrip("\n") + "\n\nDifferences in points of validation accuracy, with their 95% intervals "
             "(Welch's, over the seeds above; in bold when the interval excludes zero; a difference without an "

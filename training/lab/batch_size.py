@@ -21,7 +21,7 @@ import torch
 
 from artifacts.folder import LabFolder
 from artifacts.lab import write_lab_results
-from model import ARCHITECTURES, NORMS, build_model, count_parameters, network_fingerprint
+from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model, count_parameters, network_fingerprint
 from training.config import TrainConfig
 from training.data import Split
 from training.figures import pyplot
@@ -49,7 +49,7 @@ def run(context: LabContext) -> dict[str, Any]:
 
 def measure(train_split: Split, test_split: Split, device: torch.device, output_dir: Path, state_dir: Path,
             batch_sizes: tuple[int, ...] = BATCH_SIZES, train_images: int = 10_000, epochs: int = 5,
-            arch: str = "residual", seeds: tuple[int, ...] = tuple(range(SEEDS)), restart: bool = False,
+            arch: str = DEFAULT_ARCH, seeds: tuple[int, ...] = tuple(range(SEEDS)), restart: bool = False,
             progress: bool = True) -> dict[str, Any]:
     # The fingerprint tells versions of one architecture apart, so a sweep of an earlier
     # version is not taken for this one's.

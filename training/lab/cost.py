@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from model import NORMS, build_model, count_parameters
+from model import DEFAULT_ARCH, NORMS, build_model, count_parameters
 from training.figures import pyplot
 from training.lab.context import LabContext
 from training.loop import describe_device
@@ -49,7 +49,7 @@ def train_step(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> 
 def run(context: LabContext) -> dict[str, Any]:
     return measure(context.device, rounds=context.args.rounds)
 
-def measure(device: torch.device, arch: str = "residual", batch_sizes: tuple[int, ...] = (32, 256),
+def measure(device: torch.device, arch: str = DEFAULT_ARCH, batch_sizes: tuple[int, ...] = (32, 256),
             rounds: int = 5, steps: int = 5) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for batch_size in batch_sizes:
