@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -104,6 +105,34 @@ def measure(photos: list[Photo], bank: ModelBank, fit: str, views: list[str]) ->
     return Measurement(counts, answers, unreadable)
 
 
+def paired(first: dict[Path, dict[str, np.ndarray]], other: dict[Path, dict[str, np.ndarray]],
+           photos: list[Photo], norm: str) -> tuple[int, int, float]:
+    """The photos ``norm``'s answers in ``other`` get right and those in ``first`` do not, the reverse, and
+    McNemar's exact two-sided p-value: the chance of a split at least this uneven if neither were better
+    (each such photo then a fair coin). Over the same photos, this says whether a view mode or another set
+    of models does better, rather than the two totals. Answers are ``Measurement.answers[view]``."""
+    label = {photo.path: photo.label for photo in photos}
+    only_other = only_first = 0
+    for path, answer in first.items():
+        right_first = int(answer[norm].argmax()) == label[path]
+        right_other = int(other[path][norm].argmax()) == label[path]
+        only_other += right_other and not right_first
+        only_first += right_first and not right_other
+    split = only_other + only_first
+    p_value = stats.binomtest(only_other, split, 0.5).pvalue if split else 1.0
+    return only_other, only_first, float(p_value)
+
+
+def print_paired(newer: str, older: str, first: dict[Path, dict[str, np.ndarray]],
+                 other: dict[Path, dict[str, np.ndarray]], photos: list[Photo], norms: list[str]) -> None:
+    """``paired`` for each norm, ``other``'s answers (called ``newer``) against ``first``'s (``older``)."""
+    print(f"\n{newer} against {older}, photo by photo (right only with {newer} / right only with {older}; "
+          "McNemar's exact p):")
+    for norm in norms:
+        only_other, only_first, p_value = paired(first, other, photos, norm)
+        print(f"  {norm_short(norm)}: {only_other} / {only_first}, p = {p_value:.3f}")
+
+
 def table(counts: dict[str, Any], classes: list[str]) -> str:
     """One row per class and a last row for all photos; one column per norm: correct / total (percent)."""
     norms = list(counts)
@@ -153,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", nargs="+", choices=list(VIEW_MODES), default=["single"],
                         help="the view modes to measure, as in the app; the first is written to --output "
                         "(default single)")
+    parser.add_argument("--against", type=Path, default=None, metavar="CHECKPOINT_DIR",
+                        help="also compare these models photo by photo with the models in that folder (say, "
+                        "those shipped before), on the first view mode")
     args = parser.parse_args(argv)
     args.views = list(dict.fromkeys(args.views))
     if not args.folder.is_dir():
@@ -187,6 +219,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{total} photos, fit {args.fit}, views {view} ({VIEW_LABELS[view].lower()}): "
               "correct / total per class")
         print(table(counts[view], classes))
+    first = args.views[0]
+    for view in args.views[1:]:
+        print_paired(view, first, measured.answers[first], measured.answers[view], photos, bank.norms)
+    if args.against is not None:
+        other = load_bank(args.against)
+        for norm, problem in other.problems.items():
+            print(f"warning: {norm_short(norm)} of {args.against} left out: {problem}", file=sys.stderr)
+        norms = [norm for norm in bank.norms if norm in other.models]
+        if not norms:
+            print(f"error: no model in {args.against} to compare with; see the warnings above", file=sys.stderr)
+            return 2
+        theirs = measure(photos, other, args.fit, [first]).answers[first]
+        print_paired("these models", f"those in {args.against}", theirs, measured.answers[first], photos, norms)
     if args.output is not None:
         write_photo_results(args.output, results_file(args, counts, classes))
         print(f"\nwrote {args.output}")

@@ -109,3 +109,26 @@ def test_the_shipped_photo_numbers_are_those_of_the_shipped_models(checkpoint_di
     assert main([str(SHARED_PHOTOS), "--checkpoint-dir", str(checkpoint_dir), "--output", str(output),
                  "--views", shipped["views"], "--fit", shipped["fit"]]) == 0
     assert read_photo_results(output)["models"] == shipped["models"]
+
+
+def test_two_view_modes_are_compared_photo_by_photo() -> None:
+    from benchmarks.photos import Photo, paired
+
+    right, wrong = np.array([0.9, 0.1]), np.array([0.1, 0.9])  # class 0 is every photo's label
+    # Five photos only the second mode gets right, none only the first, one both get right.
+    photos = [Photo(Path(f"{i}.jpg"), 0) for i in range(6)]
+    single = {photo.path: {"bn": wrong} for photo in photos[:5]} | {photos[5].path: {"bn": right}}
+    crops = {photo.path: {"bn": right} for photo in photos}
+    assert paired(single, crops, photos, "bn") == (5, 0, pytest.approx(2 / 32))
+    assert paired(crops, single, photos, "bn") == (0, 5, pytest.approx(2 / 32))
+    assert paired(single, single, photos, "bn") == (0, 0, 1.0)  # nothing to tell them apart
+
+
+def test_another_set_of_models_is_compared_photo_by_photo(folder: Path, checkpoint_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(folder), "--checkpoint-dir", str(checkpoint_dir), "--against", str(checkpoint_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"these models against those in {checkpoint_dir}" in out
+    assert out.count("0 / 0, p = 1.000") == 3  # the same models: not one photo differs
+    assert main([str(folder), "--checkpoint-dir", str(checkpoint_dir), "--against", str(tmp_path / "none")]) == 2
+    assert "no model in" in capsys.readouterr().err
