@@ -19,6 +19,7 @@ import training.search.runner as runner
 from artifacts.folder import CheckpointFolder
 from artifacts.trials import read_trials
 from artifacts.weights import load_checkpoint
+from model import DEFAULT_ARCH
 from tests.app_server import ROOT
 from training.__main__ import parse_args as training_args
 from training.config import TrainConfig
@@ -255,7 +256,7 @@ def test_a_study_screens_prunes_and_continues_a_killed_workers_trial(cifar_dir: 
     killed, retried = trials[2], trials[3]
     assert killed.state == TrialState.FAIL and retried.state == TrialState.COMPLETE
     assert retried.params == killed.params and retried.system_attrs["failed_trial"] == 2
-    assert "Resuming residual/bn" in output and "after epoch 1" in output
+    assert f"Resuming {DEFAULT_ARCH}/bn" in output and "after epoch 1" in output
     assert retried.intermediate_values[1] == killed.intermediate_values[1]
     assert sorted(retried.intermediate_values) == [1, 2, 3]
 

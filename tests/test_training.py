@@ -12,7 +12,7 @@ import training.__main__ as training_cli
 from artifacts.folder import CheckpointFolder
 from artifacts.mistakes import load_mistakes
 from artifacts.weights import load_checkpoint, save_checkpoint
-from model import ARCHITECTURES, CLASSES, NORMS, ResidualNet, build_model, network_fingerprint
+from model import ARCHITECTURES, CLASSES, DEFAULT_ARCH, NORMS, ResidualNet, build_model, network_fingerprint
 from training.__main__ import main
 from training.config import ConfigError, TrainConfig
 from training.data import Split, validation_indices
@@ -422,9 +422,9 @@ def test_a_rerun_skips_the_runs_already_in_the_output_folder(cifar_dir: Path, tm
     # Another machine: no per-epoch states, but the finished checkpoint is there. Seed 1 is new.
     assert main([*common, "--seeds", "2", "--state-dir", str(tmp_path / "other-state")]) == 0
     out = capsys.readouterr().out
-    assert "residual/bn seed 0: already trained" in out and "seed 1: already" not in out
+    assert f"{DEFAULT_ARCH}/bn seed 0: already trained" in out and "seed 1: already" not in out
     assert weights.read_bytes() == first and (tmp_path / "out" / "seeds" / "1" / "bn.safetensors").exists()
-    assert not (tmp_path / "other-state" / "residual-bn.pt").exists()  # seed 0 was not trained again
+    assert not (tmp_path / "other-state" / f"{DEFAULT_ARCH}-bn.pt").exists()  # seed 0 was not trained again
     # Other settings are another run; --restart trains a finished one again.
     assert main([*common, "--lr", "0.05", "--state-dir", str(tmp_path / "state-lr")]) == 0
     assert "already trained" not in capsys.readouterr().out
