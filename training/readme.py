@@ -253,6 +253,7 @@ def confirmation_table(folder: CheckpointFolder) -> str:
     if not trials:
         return "*Nothing confirmed yet: run `python -m training.search --confirm 2`.*\n"
     start = next((trial["params"] for trial in _search_trials(folder, "screen") if trial["trial"] == 0), {})
+    shipped = baseline(list(NORMS))
     by_candidate: dict[int, list[dict[str, Any]]] = {}
     for trial in trials:
         by_candidate.setdefault(trial["screen_trial"], []).append(trial)
@@ -267,7 +268,7 @@ def confirmation_table(folder: CheckpointFolder) -> str:
                   for norm in NORMS}
         epochs = "/".join(map(str, sorted({model["epochs"] for run in runs for model in run["models"].values()})))
         seeds = ", ".join(f"{run['params']['seed']} ({run['trial']})" for run in runs)
-        rows.append([str(screened), changed_settings(runs[0]["params"], baseline(list(NORMS))), epochs, seeds,
+        rows.append([str(screened), changed_settings(runs[0]["params"], shipped), epochs, seeds,
                      *(_mean_std(values[norm]) for norm in NORMS)])
         if start_runs:
             cells = [difference_text(pairwise_differences({"a": values[norm], "b": list(start_runs[norm].values())})
@@ -276,7 +277,7 @@ def confirmation_table(folder: CheckpointFolder) -> str:
     if any(start_runs.values()):
         seeds = "; ".join(f"{NORMS[norm].short} {', '.join(map(str, sorted(per_seed)))}"
                           for norm, per_seed in start_runs.items() if per_seed)
-        rows.append(["–", f"{changed_settings(start, baseline(list(NORMS)))} (trial 0's recipe, shipped when the "
+        rows.append(["–", f"{changed_settings(start, shipped)} (trial 0's recipe, shipped when the "
                      "search began; runs recorded by hand)", str(next(iter(lengths))[0]), seeds,
                      *(_mean_std(list(start_runs[norm].values())) for norm in NORMS)])
     table = markdown_table(["screened as trial", "changes from the shipped recipe", "epochs", "seeds (trial)",
