@@ -58,11 +58,13 @@ def test_the_first_trial_of_a_study_is_exactly_the_shipped_recipe_on_validation(
     {"arch": "separable", "lr_scale_bn": 1.7, "lr_scale_gn": 0.6, "lr_scale_ln": 1.234567, "weight_decay": 1.5e-4,
      "label_smoothing": 0.2, "crop_padding": 4, "crop_scale": 0.5, "crop_ratio": 1.33, "color_jitter": 0.4,
      "flips": "alternate", "ema_decay": 0.995, "dirac_init": True, "schedule": "cosine", "warmup_fraction": 0.1,
-     "gn_groups": 8},
+     "gn_groups": 8, "batch_size": 128},
 ])
 def test_each_trial_command_trains_exactly_the_trials_config(choices: dict) -> None:
     params = suggest(optuna.trial.FixedTrial({**baseline(NORMS), **choices}), NORMS)
     for config in trial_configs(params, NORMS, epochs=8, train_subset=3000):
+        shared = {key: value for key, value in params.items() if hasattr(config, key) and key != "gn_groups"}
+        assert {key: getattr(config, key) for key in shared} == shared, config.norm
         words = shlex.split(command(config).replace("PATH", "data"))
         assert words[:3] == ["python", "-m", "training"]
         _, [parsed] = training_args(words[3:])
