@@ -324,3 +324,38 @@ def test_app_and_training_give_the_network_the_same_input(bank: ModelBank) -> No
     for loaded in bank.models.values():
         assert torch.equal(loaded.input(pixels), trained_on)
         assert torch.equal(loaded.input(pixels[0]), trained_on[:1])
+
+
+def test_the_events_every_call_runs_send_what_gradios_own_postprocessing_would(checkpoint_dir: Path,
+                                                                                examples: dict[str, Path]) -> None:
+    """/classify and /gradcam prepare their values in the handler's thread (postprocess=False): the same values."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+
+    from webapp.layout import build_demo, named
+
+    demo = build_demo(checkpoint_dir)
+    events = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name in ("classify", "gradcam")}
+    assert set(events) == {"classify", "gradcam"} and not any(fn.postprocess for fn in events.values())
+    image = {"path": str(examples["cat"]), "meta": {"_type": "gradio.FileData"}}
+    inputs = {"classify": [image, "crop", 3, "single"], "gradcam": [events["gradcam"].inputs[1].value, 0.5, TOP_CLASS]}
+    session = SessionState(demo)
+
+    def call(api_name: str) -> list:
+        fn = events[api_name]
+        given = inputs[api_name] if api_name == "classify" else [session[fn.inputs[0]._id], *inputs[api_name]]
+        return asyncio.run(demo.process_api(fn, given, state=session))["data"]
+
+    prepared = {api_name: call(api_name) for api_name in events}
+    for api_name, fn in events.items():  # the same handler, with Gradio postprocessing each output itself
+        handler = fn.fn.__wrapped__
+        names = {name: component for name, component in zip(
+            (*CLASSIFY_OUTPUTS,) if api_name == "classify" else (*CAMS.values(), CAM_NOTE), fn.outputs, strict=True)}
+        fn.fn, fn.postprocess = named(handler, names), True
+        assert fn.fn.__wrapped__ is handler
+        own = call(api_name)
+        timing = CLASSIFY_OUTPUTS.index("timing") if api_name == "classify" else None
+        assert [v for i, v in enumerate(own) if i != timing] == [v for i, v in enumerate(prepared[api_name])
+                                                                 if i != timing], api_name
+    assert prepared["classify"][1]["label"] == "cat" and prepared["gradcam"][0].startswith("<img")

@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from gradio.data_classes import GradioModel, GradioRootModel
 from PIL import Image
 
 from artifacts.lab import EXPERIMENTS, markdown_table
@@ -75,6 +76,31 @@ def named(handler: Callable[..., dict[str, Any]], outputs: dict[str, Any]) -> Ca
         return {outputs[name]: value for name, value in handler(*args).items()}
 
     return by_component
+
+
+def prepared(handler: Callable[..., dict[str, Any]], outputs: dict[str, Any]) -> Callable[..., dict[Any, Any]]:
+    """``named``, with each value already in the form the page receives, for an event with ``postprocess=False``.
+
+    Gradio runs each output's ``postprocess`` in a worker thread of its own: one hand-off between
+    threads per output, ten for a classification, each waking the event loop. Here the handler's
+    thread runs the same functions on the same values, so the event costs one hand-off. The handler
+    returns values, not ``gr.update``s (Gradio would send an update's value unprocessed).
+    """
+    by_component = named(handler, outputs)
+
+    @functools.wraps(handler)
+    def ready(*args: Any) -> dict[Any, Any]:
+        return {component: _served(component, value) for component, value in by_component(*args).items()}
+
+    return ready
+
+
+def _served(component: Any, value: Any) -> Any:
+    """``value`` as Gradio serves it from ``component`` (a gr.State's value stays on the server as it is)."""
+    if isinstance(component, gr.State):
+        return value
+    served = component.postprocess(value)
+    return served.model_dump() if isinstance(served, GradioModel | GradioRootModel) else served
 
 
 def _example_pixels(paths: list[Path]) -> dict[str, np.ndarray]:
@@ -200,7 +226,8 @@ def classify_tab(app: App) -> gr.State:
     cams[CAM_NOTE] = cam_note
     cleared = {**classified, **cams}
     explain_inputs = [pixels_state, layer, opacity, target]
-    classify, explain = named(handlers.classify, classified), named(handlers.explain, cams)
+    # Their values come prepared (postprocess=False): these are the events every visitor and API call runs.
+    classify, explain = prepared(handlers.classify, classified), prepared(handlers.explain, cams)
     # preprocess=False: gr.Image would decode the upload with Pillow before the handler runs, so a
     # non-image or a decompression bomb would fail there with a generic error; the handler gets the
     # uploaded file (already checked by Gradio to be an upload) and says exactly what is wrong.
@@ -210,21 +237,25 @@ def classify_tab(app: App) -> gr.State:
         api_visibility="private",
     ).then(
         classify, [image, fit, top_k, views], list(classified.values()), api_name="classify", preprocess=False,
+        postprocess=False,
         api_description="Classify an image with the three models (views: single, flip or crops, averaged).",
-    ).success(explain, explain_inputs, list(cams.values()), api_visibility="private", show_progress="hidden")
+    ).success(explain, explain_inputs, list(cams.values()), api_visibility="private", show_progress="hidden",
+              postprocess=False)
     for control in (fit, views):
         control.change(
             classify, [image, fit, top_k, views], list(classified.values()), api_visibility="private",
-            preprocess=False,
-        ).success(explain, explain_inputs, list(cams.values()), api_visibility="private", show_progress="hidden")
-    top_k.change(named(handlers.labels, labels), [probabilities_state, top_k], list(labels.values()),
-                 api_visibility="private", show_progress="hidden")
+            preprocess=False, postprocess=False,
+        ).success(explain, explain_inputs, list(cams.values()), api_visibility="private", show_progress="hidden",
+                  postprocess=False)
+    top_k.change(prepared(handlers.labels, labels), [probabilities_state, top_k], list(labels.values()),
+                 api_visibility="private", show_progress="hidden", postprocess=False)
     # Public as /gradcam: an API client calls it after /classify, whose image its session keeps.
     layer.change(explain, explain_inputs, list(cams.values()), api_name="gradcam", show_progress="hidden",
+                 postprocess=False,
                  api_description="Grad-CAM of the last classified image: layer, opacity, class (-1: top).")
     for control in (opacity, target):
         control.change(explain, explain_inputs, list(cams.values()), api_visibility="private",
-                       show_progress="hidden")
+                       show_progress="hidden", postprocess=False)
     return pixels_state
 
 
