@@ -49,6 +49,20 @@ def test_a_lever_is_recorded_only_away_from_the_value_records_leave_out() -> Non
     assert on.levers() == ALL_ON and ALL_ON.items() <= on.as_dict().items()
 
 
+@pytest.mark.parametrize("config", [
+    TrainConfig(norm="gn", gn_groups=8, lr=0.05, **ALL_ON), TrainConfig(recipe="published", arch="reference"),
+    replace(TINY, norm="ln"), TrainConfig(),
+])
+def test_a_checkpoints_record_gives_back_the_settings_it_was_trained_with(config: TrainConfig) -> None:
+    record = {"arch": config.arch, "norm": config.norm, "epochs": config.epochs, "seed": config.seed,
+              **{key: getattr(config, key) for key in ("batch_size", "lr", "crop_padding", "weight_decay",
+                                                       "label_smoothing")},
+              **({"recipe": config.recipe} if config.recipe != "ours" else {}), **config.levers(),
+              **({"gn_groups": config.gn_groups} if config.norm == "gn" else {})}  # as training.export writes it
+    assert TrainConfig.from_record(record) == replace(config, epochs=20, seed=0)
+    assert config.describes(record) and not config.describes({**record, "lr": config.lr * 2})
+
+
 @pytest.mark.parametrize(("setting", "option"), [
     ({"crop_scale": 0.05}, "--crop-scale"), ({"crop_ratio": 0.5}, "--crop-ratio"), ({"color_jitter": 1.0},
      "--color-jitter"), ({"ema_decay": 1.0}, "--ema-decay"), ({"flips": "sometimes"}, "--flips"),

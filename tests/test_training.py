@@ -432,16 +432,19 @@ def test_a_rerun_skips_the_runs_already_in_the_output_folder(cifar_dir: Path, tm
     assert "already trained" not in capsys.readouterr().out
 
 
-def test_the_summary_leaves_out_a_seed_trained_with_other_levers(tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_summary_leaves_out_a_seed_trained_with_other_levers_or_settings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = CheckpointFolder(tmp_path)
     shipped = TrainConfig(norm="ln")
     common = {"arch": shipped.arch, "norm": "ln", "train_accuracy": 0.9, "classes": list(CLASSES), "epochs": 20,
               "parameters": 1, "mean": list(shipped.mean), "std": list(shipped.std)}
-    for seed, levers in ((0, shipped.levers()), (1, shipped.levers()), (2, {})):  # seed 2: before the search's levers
-        metadata = {**common, **levers, "seed": seed, "test_accuracy": 0.8 + seed / 100}
+    # Seed 2: before the search's levers; seed 3: another learning rate.
+    other_rate = {**shipped.levers(), "lr": 0.05}
+    for seed, settings in ((0, shipped.levers()), (1, shipped.levers()), (2, {}), (3, other_rate)):
+        metadata = {**common, **settings, "seed": seed, "test_accuracy": 0.8 + seed / 100}
         save_checkpoint(build_model(shipped.arch, "ln"), folder.seed_folder(seed).weights("ln"), metadata)
     assert summary_main(["--checkpoint-dir", str(tmp_path)]) == 0
-    assert "leaving" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("trained with other settings") == 2
     runs = json.loads(folder.results.read_text())["over_seeds"]["ln"]["runs"]
     assert [run["seed"] for run in runs] == [0, 1]

@@ -208,12 +208,21 @@ class TrainConfig:
         return {name: getattr(self, name) for name, default in self.lever_defaults().items()
                 if getattr(self, name) != default}
 
+    RECORDED = ("arch", "recipe", "batch_size", "lr", "crop_padding", "weight_decay", "label_smoothing", "gn_groups")
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "TrainConfig":
+        """The settings a record of a run was trained with (``ConfigError`` if they are not valid ones), its length
+        and seed at their defaults: what ``describes`` compares, so two records can be compared through it."""
+        recorded = cls(norm=record["norm"], **{key: record[key] for key in cls.RECORDED if key in record})
+        return dataclasses.replace(recorded, **{name: record.get(name, unrecorded)
+                                                for name, unrecorded in recorded.lever_defaults().items()})
+
     def describes(self, record: dict[str, Any]) -> bool:
         """Whether a record of a run (a checkpoint's metadata, a trial's model) was trained with these settings,
         its length and seed aside. A record leaves out the levers at their unrecorded values
         (``lever_defaults``), and older records the recipe (ours) and the group count of the other norms."""
-        named = ("arch", "recipe", "batch_size", "lr", "crop_padding", "weight_decay", "label_smoothing", "gn_groups")
-        return (all(record.get(key, getattr(self, key)) == getattr(self, key) for key in named)
+        return (all(record.get(key, getattr(self, key)) == getattr(self, key) for key in self.RECORDED)
                 and all(record.get(key, unrecorded) == getattr(self, key)
                         for key, unrecorded in self.lever_defaults().items()))
 

@@ -15,13 +15,8 @@ from artifacts.folder import DEFAULT_CHECKPOINT_DIR, CheckpointFolder
 from artifacts.results import write_results
 from artifacts.weights import CheckpointError, read_metadata
 from model import NORMS
-from training.config import LEVERS
+from training.config import ConfigError, TrainConfig
 from training.statistics import mean_interval, summarize, verdict, welch_interval
-
-
-def what_trained(metadata: dict[str, Any]) -> tuple[Any, ...]:
-    """The network, recipe and levers a checkpoint records (a lever it leaves out was at its unrecorded value)."""
-    return (metadata["arch"], metadata.get("recipe", "ours"), *(metadata.get(name) for name in LEVERS))
 
 
 def collect(folder: CheckpointFolder) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
@@ -40,9 +35,13 @@ def collect(folder: CheckpointFolder) -> tuple[dict[str, dict[str, Any]], dict[s
                 continue
             if seed == 0:
                 models[norm] = metadata
-            shipped = models.get(norm, metadata)
-            if what_trained(metadata) != what_trained(shipped):
-                print(f"warning: leaving {path} out: another network, recipe or lever than the shipped {norm}")
+            try:
+                same = TrainConfig.from_record(models.get(norm, metadata)).describes(metadata)
+            except (ConfigError, KeyError) as error:
+                print(f"warning: leaving {path} out: its metadata names no valid training settings ({error})")
+                continue
+            if not same:
+                print(f"warning: leaving {path} out: trained with other settings than the shipped {norm}")
                 continue
             runs[norm].append(metadata)
     return models, {norm: found for norm, found in runs.items() if found}
