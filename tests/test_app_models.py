@@ -333,11 +333,15 @@ def test_the_events_every_call_runs_send_what_gradios_own_postprocessing_would(c
 
     from gradio.state_holder import SessionState
 
-    from webapp.layout import build_demo, named
+    from webapp.layout import build_demo, named, prepared
 
     demo = build_demo(checkpoint_dir)
     events = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name in ("classify", "gradcam")}
     assert set(events) == {"classify", "gradcam"} and not any(fn.postprocess for fn in events.values())
+    # Every event of ours without Gradio's postprocessing (the top-k relabelling too) prepares its values.
+    ours = [fn for fn in demo.fns.values() if not fn.postprocess and fn.name != "load_example"]  # gr.Examples' own
+    ready = prepared(dict, {}).__code__
+    assert len(ours) > len(events) and all(fn.fn.__code__ is ready for fn in ours)
     image = {"path": str(examples["cat"]), "meta": {"_type": "gradio.FileData"}}
     inputs = {"classify": [image, "crop", 3, "single"], "gradcam": [events["gradcam"].inputs[1].value, 0.5, TOP_CLASS]}
     session = SessionState(demo)
