@@ -351,7 +351,7 @@ def test_the_events_every_call_runs_send_what_gradios_own_postprocessing_would(c
         given = inputs[api_name] if api_name == "classify" else [session[fn.inputs[0]._id], *inputs[api_name]]
         return asyncio.run(demo.process_api(fn, given, state=session))["data"]
 
-    prepared = {api_name: call(api_name) for api_name in events}
+    served = {api_name: call(api_name) for api_name in events}
     for api_name, fn in events.items():  # the same handler, with Gradio postprocessing each output itself
         handler = fn.fn.__wrapped__
         names = {name: component for name, component in zip(
@@ -360,6 +360,6 @@ def test_the_events_every_call_runs_send_what_gradios_own_postprocessing_would(c
         assert fn.fn.__wrapped__ is handler
         own = call(api_name)
         timing = CLASSIFY_OUTPUTS.index("timing") if api_name == "classify" else None
-        assert [v for i, v in enumerate(own) if i != timing] == [v for i, v in enumerate(prepared[api_name])
+        assert [v for i, v in enumerate(own) if i != timing] == [v for i, v in enumerate(served[api_name])
                                                                  if i != timing], api_name
-    assert prepared["classify"][1]["label"] == "cat" and prepared["gradcam"][0].startswith("<img")
+    assert served["classify"][1]["label"] == "cat" and served["gradcam"][0].startswith("<img")

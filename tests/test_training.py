@@ -438,13 +438,13 @@ def test_the_summary_leaves_out_a_seed_trained_with_other_levers_or_settings(
     shipped = TrainConfig(norm="ln")
     common = {"arch": shipped.arch, "norm": "ln", "train_accuracy": 0.9, "classes": list(CLASSES), "epochs": 20,
               "parameters": 1, "mean": list(shipped.mean), "std": list(shipped.std)}
-    # Seed 2: before the search's levers; seed 3: another learning rate.
-    other_rate = {**shipped.levers(), "lr": 0.05}
-    for seed, settings in ((0, shipped.levers()), (1, shipped.levers()), (2, {}), (3, other_rate)):
+    # Seed 2: before the search's levers; seed 3: another learning rate; seed 4: a shorter run.
+    other_rate, shorter = {**shipped.levers(), "lr": 0.05}, {**shipped.levers(), "epochs": 8}
+    for seed, settings in ((0, shipped.levers()), (1, shipped.levers()), (2, {}), (3, other_rate), (4, shorter)):
         metadata = {**common, **settings, "seed": seed, "test_accuracy": 0.8 + seed / 100}
         save_checkpoint(build_model(shipped.arch, "ln"), folder.seed_folder(seed).weights("ln"), metadata)
     assert summary_main(["--checkpoint-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out.count("trained with other settings") == 2
+    assert out.count("trained with other settings") == 3
     runs = json.loads(folder.results.read_text())["over_seeds"]["ln"]["runs"]
     assert [run["seed"] for run in runs] == [0, 1]

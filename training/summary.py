@@ -35,12 +35,15 @@ def collect(folder: CheckpointFolder) -> tuple[dict[str, dict[str, Any]], dict[s
                 continue
             if seed == 0:
                 models[norm] = metadata
+            shipped = models.get(norm, metadata)
             try:
-                same = TrainConfig.from_record(models.get(norm, metadata)).describes(metadata)
+                same = TrainConfig.from_record(shipped).describes(metadata)
             except (ConfigError, KeyError) as error:
-                print(f"warning: leaving {path} out: its metadata names no valid training settings ({error})")
+                print(f"warning: leaving {path} out: the shipped {norm}'s metadata names no valid training settings "
+                      f"({error})")
                 continue
-            if not same:
+            # The length and the training images too, which a config's description leaves aside.
+            if not same or any(metadata.get(key) != shipped.get(key) for key in ("epochs", "train_images")):
                 print(f"warning: leaving {path} out: trained with other settings than the shipped {norm}")
                 continue
             runs[norm].append(metadata)

@@ -82,9 +82,10 @@ def prepared(handler: Callable[..., dict[str, Any]], outputs: dict[str, Any]) ->
     """``named``, with each value already in the form the page receives, for an event with ``postprocess=False``.
 
     Gradio runs each output's ``postprocess`` in a worker thread of its own: one hand-off between
-    threads per output, ten for a classification, each waking the event loop. Here the handler's
-    thread runs the same functions on the same values, so the event costs one hand-off. The handler
-    returns values, not ``gr.update``s (Gradio would send an update's value unprocessed).
+    threads per output (eight for a classification; gr.State values need none), each waking the
+    event loop. Here the handler's thread runs the same functions on the same values, so the event
+    costs one hand-off. The handler returns values, not ``gr.update``s (Gradio would send an
+    update's value unprocessed).
     """
     by_component = named(handler, outputs)
 

@@ -191,7 +191,10 @@ def quietly(make: Any) -> Any:
 def screening_study(args: argparse.Namespace, storage: HeartbeatJournalStorage) -> tuple[optuna.Study, dict[str, Any]]:
     settings = {"epochs": args.epochs, "norms": args.norms, "train_images": args.train_subset or 45_000,
                 "train_subset": args.train_subset}
-    sampler = quietly(lambda: optuna.samplers.TPESampler(multivariate=True, constant_liar=True, n_startup_trials=10))
+    # group=True: the trials from before the batch size joined the space name none, and plain multivariate TPE
+    # models jointly only what every trial names; grouped, it models the batch size with the rest where named.
+    sampler = quietly(lambda: optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=True,
+                                                         n_startup_trials=10))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=args.prune_startup, n_warmup_steps=args.prune_warmup)
     study = open_study(storage, SCREEN, settings, sampler, pruner)
     if not study.get_trials(deepcopy=False):

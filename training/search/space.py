@@ -39,8 +39,8 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
         dirac_init=trial.suggest_categorical("dirac_init", [False, True]),
         schedule=trial.suggest_categorical("schedule", ["one-cycle", "cosine"]),
         warmup_fraction=trial.suggest_categorical("warmup_fraction", [0.1, 0.25]),
-        # More steps in the same 20 epochs, at the same peak rates (the lr_scale_* factors move them); last, as it
-        # joined the space after the study began: its earlier trials ran at 256.
+        # More steps in the same 20 epochs, at the same peak rates (the lr_scale_* factors move them). It joined
+        # the space after the study began: its earlier trials ran at 256 and name no batch size.
         batch_size=trial.suggest_categorical("batch_size", [128, 256, 512]),
     )
     if "gn" in norms:
