@@ -5,7 +5,6 @@ Spaces sets to 0.0.0.0). Run `python app.py --help` for the options.
 """
 
 import argparse
-import gc
 import os
 import sys
 from pathlib import Path
@@ -69,18 +68,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from webapp.layout import CSS, build_demo
     from webapp.output_files import FolderSweeper, temporary_folder
-    from webapp.sessions import release_idle_sessions
+    from webapp.sessions import freeze_start_up, release_idle_sessions
 
     # The models are tiny: one thread per request, and several requests side by side, use the cores best.
     torch.set_num_threads(max(1, args.threads))
     demo = build_demo(args.checkpoint_dir, file_retention=args.file_retention, models=args.models)
     FolderSweeper(temporary_folder(), args.file_retention).start()
     demo.queue(default_concurrency_limit=max(1, args.concurrency), max_size=MAX_QUEUE)
-    # Start-up leaves about 600,000 objects that live as long as the server (the libraries, the models,
-    # the page); frozen, they are out of the cyclic collector's way, so each collection walks only
-    # what requests made.
-    gc.collect()
-    gc.freeze()
+    freeze_start_up()
     demo.launch(
         server_name=args.host,
         server_port=args.port,

@@ -217,7 +217,7 @@ def server_work(checkpoint_dir: Path, runs: int) -> None:
     with gradio_folder() as folder:
         from webapp.layout import build_demo, load_app
         from webapp.output_files import IMAGE_FOLDER, temporary_folder
-        from webapp.sessions import LeanSessionState, SessionState
+        from webapp.sessions import LeanSessionState, SessionState, freeze_start_up
 
         handlers = load_app(checkpoint_dir).handlers
         example = sorted((checkpoint_dir / "examples").glob("*.png"))[0]
@@ -245,8 +245,7 @@ def server_work(checkpoint_dir: Path, runs: int) -> None:
           f"{gradios:.1f} KB, the app's (no copy of every component's settings) {lean:.1f} KB")
     tracked = len(gc.get_objects())
     walking_all = full_collection_ms()
-    gc.collect()
-    gc.freeze()  # as app.py does before serving
+    freeze_start_up()  # as app.py does before serving
     walking_new = full_collection_ms()
     gc.unfreeze()
     print(f"A full collection of Python's cyclic garbage collector, every thread waiting while it runs, with the "

@@ -9,8 +9,8 @@ import torch
 from torchvision.transforms.v2 import functional as tv
 
 from artifacts.weights import read_metadata
-from model import ARCHITECTURES, build_model
-from model.network import ResidualNet, dirac_init
+from model import ARCHITECTURES, build_model, standardize
+from model.network import ResidualNet, dirac_init, whitening_init
 from training.config import LEVERS, ConfigError, TrainConfig, option_words
 from training.data import (
     Augmentation,
@@ -29,7 +29,7 @@ from training.search.space import ARCHS
 CPU = torch.device("cpu")
 TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3, flips="random", ema_decay=0.0)  # every lever off
 ALL_ON = dict(schedule="cosine", warmup_fraction=0.1, flips="alternate", crop_scale=0.5, crop_ratio=1.5,
-              color_jitter=0.3, ema_decay=0.9, dirac_init=True)
+              color_jitter=0.3, ema_decay=0.9, dirac_init=True, whiten_init=True)
 
 
 def test_a_lever_is_recorded_only_away_from_the_value_records_leave_out() -> None:
@@ -161,6 +161,41 @@ def test_dirac_init_makes_each_conv_that_can_be_an_identity_one() -> None:
     started = start_run(TrainConfig(dirac_init=True), 10)
     torch.testing.assert_close(started.model.features[3].body[0][0](y), y)
     assert not torch.allclose(start_run(TrainConfig(), 10).model.features[3].body[0][0](y), y)
+
+
+# ---- whitening initialization ------------------------------------------------------------------------
+
+def test_whitening_init_makes_the_first_convs_outputs_decorrelated_with_unit_variance() -> None:
+    generator = torch.Generator().manual_seed(0)
+    # Smooth, correlated images: neighbouring pixels and channels move together, as in photos.
+    noise = torch.randn(64, 1, 34, 34, generator=generator)
+    smooth = torch.nn.functional.avg_pool2d(noise, 3, stride=1)
+    images = smooth.repeat(1, 3, 1, 1) + 0.3 * torch.randn(64, 3, 32, 32, generator=generator)
+    network = ResidualNet("bn", 4)
+    assert whitening_init(network, images, eps=0.0) == 24
+    first = network.features[0][0]
+    outputs = torch.nn.functional.conv2d(images, first.weight).permute(1, 0, 2, 3).reshape(24, -1)
+    outputs = outputs - outputs.mean(dim=1, keepdim=True)
+    covariance = outputs[:12] @ outputs[:12].T / outputs.shape[1]
+    torch.testing.assert_close(covariance, torch.eye(12), atol=1e-3, rtol=0)
+    torch.testing.assert_close(outputs[12:], -outputs[:12])  # each direction also negated
+    variances = (first.weight[:12].flatten(1).norm(dim=1) ** -2)
+    assert torch.all(variances[:-1] >= variances[1:])  # the strongest direction first
+
+
+def test_start_run_whitens_only_the_first_conv_and_draws_no_random_numbers(synthetic_split: Split) -> None:
+    whitened = start_run(replace(TINY, whiten_init=True), 10, synthetic_split.images)
+    plain = start_run(TINY, 10)
+    expected = build_model(TINY.arch, TINY.norm)
+    whitening_init(expected, standardize(synthetic_split.images[:5000]))
+    first = "features.0.0.weight"
+    torch.testing.assert_close(whitened.model.state_dict()[first], expected.state_dict()[first])
+    assert not torch.equal(whitened.model.state_dict()[first], plain.model.state_dict()[first])
+    for name, tensor in plain.model.state_dict().items():
+        if name != first:
+            assert torch.equal(tensor, whitened.model.state_dict()[name]), name
+    with pytest.raises(ValueError, match="whiten-init needs the training images"):
+        start_run(replace(TINY, whiten_init=True), 10)
 
 
 # ---- flips --------------------------------------------------------------------------------------------

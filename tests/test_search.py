@@ -55,10 +55,11 @@ def test_the_first_trial_of_a_study_is_exactly_the_shipped_recipe_on_validation(
 
 @pytest.mark.parametrize("choices", [
     {},  # the shipped recipe
+    {"arch": "residual", "flips": "random", "ema_decay": 0.0},  # trial 0: levers our recipe now defaults elsewhere
     {"arch": "separable", "lr_scale_bn": 1.7, "lr_scale_gn": 0.6, "lr_scale_ln": 1.234567, "weight_decay": 1.5e-4,
      "label_smoothing": 0.2, "crop_padding": 4, "crop_scale": 0.5, "crop_ratio": 1.33, "color_jitter": 0.4,
      "flips": "alternate", "ema_decay": 0.995, "dirac_init": True, "schedule": "cosine", "warmup_fraction": 0.1,
-     "gn_groups": 8, "batch_size": 128},
+     "gn_groups": 8, "batch_size": 128, "whiten_init": True},
 ])
 def test_each_trial_command_trains_exactly_the_trials_config(choices: dict) -> None:
     params = suggest(optuna.trial.FixedTrial({**baseline(NORMS), **choices}), NORMS)
@@ -95,6 +96,30 @@ def test_an_idea_is_queued_with_the_rest_as_shipped_and_one_outside_the_space_is
     # The shipped recipe first, as in every new study; {} is the shipped recipe, so it is there once.
     assert [trial.system_attrs["fixed_params"] for trial in waiting] == [
         baseline(NORMS), {**baseline(NORMS), "ema_decay": 0.99, "arch": "late"}]
+
+
+def test_a_trial_from_before_a_name_joined_the_space_is_the_same_candidate_at_that_names_old_value(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    where = ["--checkpoint-dir", str(tmp_path)]
+    assert main([*where, "--enqueue", '{"arch": "late"}']) == 0
+    study = optuna.load_study(study_name=SCREEN, storage=storage_in(tmp_path))
+    drawn = study.ask()
+    suggest(drawn, NORMS)
+    study.tell(drawn, state=TrialState.FAIL)
+    # Run before the batch size and the whitening joined the space: it names neither, and ran at 256, unwhitened.
+    old = {key: value for key, value in {**baseline(NORMS), "weight_decay": 0.001}.items()
+           if key not in ("batch_size", "whiten_init")}
+    study.add_trial(optuna.trial.create_trial(params=old, distributions={k: drawn.distributions[k] for k in old},
+                                              value=0.8))
+    capsys.readouterr()
+    assert main([*where, "--enqueue", '{"weight_decay": 0.001}', "--enqueue", '{"weight_decay": 0.001, '
+                 '"batch_size": 128}', "--enqueue", '{"arch": "late", "whiten_init": false}']) == 0
+    again, new = "already in the study, not queued again: ", "queued: "
+    assert capsys.readouterr().out.splitlines() == [
+        again + json.dumps({**old, "batch_size": 256, "whiten_init": False}, sort_keys=True),
+        new + json.dumps({**old, "batch_size": 128, "whiten_init": False}, sort_keys=True),
+        again + json.dumps({**baseline(NORMS), "arch": "late"}, sort_keys=True),
+    ]
 
 
 # ---- the journal and its heartbeats -------------------------------------------------------------------------
@@ -167,6 +192,21 @@ def test_the_runs_made_by_hand_fold_into_the_journal_and_come_back_out_unchanged
 def test_the_shipped_journal_is_the_source_of_trials_json() -> None:
     storage = HeartbeatJournalStorage(ROOT / "checkpoints" / "search" / "journal.log")
     assert trial_records(storage) == read_trials(SHIPPED_TRIALS)
+
+
+def test_each_search_trial_of_the_record_has_the_commands_that_train_what_it_trained() -> None:
+    storage = HeartbeatJournalStorage(ROOT / "checkpoints" / "search" / "journal.log")
+    records = [record for record in trial_records(storage) if record.get("params")]
+    settings = optuna.load_study(study_name=SCREEN, storage=storage).user_attrs
+    assert any(record["params"].get("flips") == "random" for record in records)  # trial 0: levers not defaulted now
+    for record in records:
+        for command_line in record["commands"].values():
+            _, [parsed] = training_args(shlex.split(command_line.replace("PATH", "data"))[3:])
+            params = {"batch_size": 256, "whiten_init": False, **record["params"]}  # names added after it ran
+            shared = [key for key in params if hasattr(parsed, key) and key not in ("gn_groups", "weight_decay")]
+            assert {key: getattr(parsed, key) for key in shared} == {key: params[key] for key in shared}, record
+            assert parsed.weight_decay == pytest.approx(params["weight_decay"], rel=1e-3), record
+            assert parsed.validation and parsed.epochs in (settings["epochs"], 20), record
 
 
 # ---- a trial's training never sees the test set --------------------------------------------------------------------
@@ -301,7 +341,8 @@ def test_a_worker_stopped_with_kill_queues_its_trial_again_at_once(cifar_dir: Pa
     assert queued.params == stopped.params and queued.system_attrs["failed_trial"] == stopped.number
 
 
-def test_the_best_candidate_is_confirmed_over_seeds_and_its_models_kept(cifar_dir: Path, tmp_path: Path) -> None:
+def test_the_best_candidate_is_confirmed_over_seeds_and_its_models_kept(cifar_dir: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
     checkpoints, states = tmp_path / "checkpoints", tmp_path / "runs"
     common = ["--checkpoint-dir", str(checkpoints), "--state-dir", str(states), "--data-dir", str(cifar_dir),
               "--norms", "bn", "--epochs", "1", "--train-subset", "500"]
@@ -317,6 +358,12 @@ def test_the_best_candidate_is_confirmed_over_seeds_and_its_models_kept(cifar_di
         assert metadata["validation_accuracy"] == pytest.approx(trial.value)
     assert main([*common, "--confirm", "1", "--seeds", "2", "--confirm-epochs", "1"]) == 0  # nothing left to do
     assert len(optuna.load_study(study_name=CONFIRM, storage=storage).get_trials()) == 2
+    # A screened trial named by its number: its third seed; a trial that did not complete is refused.
+    assert main([*common, "--confirm-trial", "0", "--seeds", "3", "--confirm-epochs", "1"]) == 0
+    third = optuna.load_study(study_name=CONFIRM, storage=storage).get_trials()[2]
+    assert (third.state, third.params["seed"], third.user_attrs["screen_trial"]) == (TrialState.COMPLETE, 2, 0)
+    assert main([*common, "--confirm-trial", "1"]) == 2
+    assert "screening trial 1 has not completed" in capsys.readouterr().err
 
 
 def test_without_optuna_the_search_says_what_to_install() -> None:

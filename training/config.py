@@ -68,7 +68,8 @@ RECIPES: dict[str, Recipe] = {
 FLIP_MODES = ("random", "alternate", "none")
 SCHEDULES = ("one-cycle", "cosine", "constant")
 # The settings added for the search, each off (today's training) unless set: checkpoints record those set.
-LEVERS = ("schedule", "warmup_fraction", "flips", "crop_scale", "crop_ratio", "color_jitter", "ema_decay", "dirac_init")
+LEVERS = ("schedule", "warmup_fraction", "flips", "crop_scale", "crop_ratio", "color_jitter", "ema_decay", "dirac_init",
+          "whiten_init")
 
 
 class ConfigError(ValueError):
@@ -131,6 +132,9 @@ class TrainConfig:
     dirac_init: bool = field(default=False, metadata=option(
         "identity (Dirac) initialization of every conv whose shape allows it (model.network.dirac_init)",
         action="store_true"))
+    whiten_init: bool = field(default=False, metadata=option(
+        "start the first conv as a whitening of the training images' patches: their principal directions, "
+        "each scaled to unit variance and also negated (model.network.whitening_init)", action="store_true"))
     seed: int = field(default=0, metadata=option("random seed, default 0"))
     train_subset: int | None = field(default=None, metadata=option(
         "train on the first N training images only (quick trials)"))
@@ -200,7 +204,8 @@ class TrainConfig:
         trained before the levers existed (a recipe may now default one elsewhere, which is then recorded)."""
         recipe = RECIPES[self.recipe]
         defaults = {"schedule": recipe.schedule, "warmup_fraction": 0.25, "flips": recipe.unrecorded_flips,
-                    "crop_scale": 1.0, "crop_ratio": 1.0, "color_jitter": 0.0, "ema_decay": 0.0, "dirac_init": False}
+                    "crop_scale": 1.0, "crop_ratio": 1.0, "color_jitter": 0.0, "ema_decay": 0.0, "dirac_init": False,
+                    "whiten_init": False}
         return {name: defaults[name] for name in LEVERS}
 
     def levers(self) -> dict[str, Any]:

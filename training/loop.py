@@ -16,8 +16,8 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from artifacts.atomic import atomic_write
-from model import build_model, network_fingerprint
-from model.network import dirac_init
+from model import build_model, network_fingerprint, standardize
+from model.network import dirac_init, whitening_init
 from training.config import TrainConfig
 from training.data import Augmentation, Split, alternating_flips, augmented_batches, reflect_pad
 from training.evaluate import evaluate
@@ -226,11 +226,21 @@ class Run:
         self.history = history
 
 
-def start_run(config: TrainConfig, steps_per_epoch: int) -> Run:
+# The training images the whitening's patch statistics come from (the first of the split: no random numbers drawn).
+WHITENING_IMAGES = 5000
+
+
+def start_run(config: TrainConfig, steps_per_epoch: int, train_images: Tensor | None = None) -> Run:
+    """A fresh run: the network, its optimizer and schedule, its EMA. ``train_images`` (uint8) are needed
+    for ``config.whiten_init``."""
     torch.manual_seed(config.seed)
     model = build_model(config.arch, config.norm, config.gn_groups)
     if config.dirac_init:
         dirac_init(model)
+    if config.whiten_init:
+        if train_images is None:
+            raise ValueError("--whiten-init needs the training images")
+        whitening_init(model, standardize(train_images[:WHITENING_IMAGES].cpu(), config.mean, config.std))
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
     ema = averaged_model(model, config.ema_decay) if config.ema_decay else None
     return Run(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed), [], ema)
@@ -329,7 +339,7 @@ def train(
     evaluated = "val" if config.validation else "test"
     if config.train_subset:
         train_split = train_split.subset(config.train_subset)
-    run = start_run(config, math.ceil(len(train_split) / config.batch_size))
+    run = start_run(config, math.ceil(len(train_split) / config.batch_size), train_split.images)
     path = state_path(state_dir, config)
     state = None if restart else load_state(path, config, run.model)
     if state is not None:

@@ -2,6 +2,7 @@
 
     python -m training.search --hours 10          # a worker: screen candidates for 10 hours (Ctrl-C stops it)
     python -m training.search --confirm 3         # the 3 best screened candidates at 20 epochs, 2 seeds each
+    python -m training.search --confirm-trial 7   # screened trial 7 at 20 epochs, 2 seeds (--seeds)
     python -m training.search --record           # what has been screened, pruned and confirmed; the best
     python -m training.search --enqueue '{"dirac_init": true}'  # screen this idea next (the rest as shipped)
     python -m training.search --import-trials checkpoints/trials.json   # fold the runs made by hand into it
@@ -49,7 +50,7 @@ from training.search.record import (
     write_trials_file,
 )
 from training.search.runner import TrainingFailed, train_side_by_side
-from training.search.space import baseline, command, idea_choices, suggest, trial_configs
+from training.search.space import baseline, idea_choices, same_choices, suggest, trial_configs
 from training.search.storage import HeartbeatJournalStorage, SearchError, open_study, retry_interrupted
 
 
@@ -82,7 +83,6 @@ class Objective:
         configs = trial_configs(params, self.norms, self.settings["epochs"],
                                 train_subset=self.settings.get("train_subset"))
         state_dir = Path(self.args.state_dir) / self.stage / trial_key(self.stage, params, self.settings)
-        trial.set_user_attr("commands", {config.norm: command(config) for config in configs})
         trial.set_user_attr("device", describe_device(self.device, self.threads)
                             + (f", {len(configs)} runs at once" if len(configs) > 1 else ""))
         seen: dict[str, list[dict[str, float]]] = {norm: [] for norm in self.norms}
@@ -132,6 +132,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what = parser.add_argument_group("what to do (default: screen candidates)").add_mutually_exclusive_group()
     what.add_argument("--confirm", type=int, metavar="K",
                       help="train the K best screened candidates again at --confirm-epochs over --seeds seeds")
+    what.add_argument("--confirm-trial", type=int, metavar="N", action="append",
+                      help="train screened trial N again, as --confirm does the best; repeat for several")
     what.add_argument("--record", action="store_true", help="print the search's record and exit")
     what.add_argument("--import-trials", type=Path, metavar="FILE",
                       help="fold a trials.json (the runs made by hand) into the journal's 'recorded' study and exit")
@@ -202,14 +204,19 @@ def screening_study(args: argparse.Namespace, storage: HeartbeatJournalStorage) 
     return study, settings
 
 
+def choices_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A trial's choices: a queued trial not yet run holds them as its fixed params."""
+    return trial.params or trial.system_attrs.get("fixed_params", {})
+
+
 def enqueue(args: argparse.Namespace, storage: HeartbeatJournalStorage) -> None:
     """Queue ideas for the screening workers; each is checked against the space before it reaches the journal."""
     choices = [idea_choices(text, args.norms) for text in args.enqueue]
     study, _ = screening_study(args, storage)
     for params in choices:
-        before = len(study.get_trials(deepcopy=False))
-        study.enqueue_trial(params, skip_if_exists=True)
-        queued = len(study.get_trials(deepcopy=False)) > before
+        queued = not any(same_choices(params, choices_of(trial)) for trial in study.get_trials(deepcopy=False))
+        if queued:
+            study.enqueue_trial(params)
         print(f"{'queued' if queued else 'already in the study, not queued again'}: "
               f"{json.dumps(params, sort_keys=True)}")
 
@@ -227,11 +234,20 @@ def confirm(args: argparse.Namespace, storage: HeartbeatJournalStorage, objectiv
     except KeyError:
         raise SearchError("there is no screening study to confirm: run `python -m training.search` first") from None
     norms = screened.user_attrs["norms"]
+    completed = sorted(screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
     candidates: list[optuna.trial.FrozenTrial] = []
-    for trial in sorted(screened.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -t.value):
-        if all(trial.params != chosen.params for chosen in candidates):
-            candidates.append(trial)
-    candidates = candidates[: args.confirm]
+    if args.confirm_trial:
+        by_number = {trial.number: trial for trial in completed}
+        unfinished = [str(number) for number in args.confirm_trial if number not in by_number]
+        if unfinished:
+            raise SearchError(f"screening trial {', '.join(unfinished)} has not completed: only a completed trial "
+                              "is confirmed (`python -m training.search --record` lists them)")
+        candidates = [by_number[number] for number in dict.fromkeys(args.confirm_trial)]
+    else:
+        for trial in completed:
+            if not any(same_choices(trial.params, chosen.params) for chosen in candidates):
+                candidates.append(trial)
+        candidates = candidates[: args.confirm]
     if not candidates:
         raise SearchError("no screening trial has completed yet: nothing to confirm")
     settings = {"epochs": args.confirm_epochs, "norms": norms, "train_images": screened.user_attrs["train_images"],
@@ -241,11 +257,11 @@ def confirm(args: argparse.Namespace, storage: HeartbeatJournalStorage, objectiv
     for candidate in candidates:
         for seed in range(args.seeds):
             params = {**candidate.params, "seed": seed}
-            if any(trial.params == params and trial.state != TrialState.FAIL for trial in existing):
+            if any(same_choices(choices_of(trial), params) and trial.state != TrialState.FAIL for trial in existing):
                 continue
             study.enqueue_trial(params, user_attrs={"screen_trial": candidate.number, "screen_value": candidate.value})
     if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        print(f"nothing left to confirm for the {len(candidates)} best candidates over {args.seeds} seeds")
+        print(f"nothing left to confirm for the {len(candidates)} candidates over {args.seeds} seeds")
         return
 
     def stop_when_done(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
@@ -323,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             return Objective(stage, settings, args, device, threads)
 
         with stop_on_terminate():
-            if args.confirm is not None:
+            if args.confirm is not None or args.confirm_trial:
                 confirm(args, storage, objective_for, [write_trials])
             else:
                 screen(args, storage, objective_for, [write_trials])

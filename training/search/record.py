@@ -25,7 +25,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from artifacts.trials import changed_settings, model_record, read_trials, write_trials
-from training.search.space import baseline, command, trial_configs
+from training.search.space import JOINED_LATER, baseline, command, trial_configs
 from training.search.storage import load_or_create
 
 SCREEN, CONFIRM, RECORDED = "screen", "confirm", "recorded"
@@ -76,12 +76,22 @@ def import_trials(storage: BaseStorage, path: Path) -> int:
     return added
 
 
-def search_record(study_name: str, trial: FrozenTrial) -> dict[str, Any]:
-    """A search trial as trials.json keeps it."""
+def repeat_commands(settings: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+    """Per norm, the ``python -m training`` command that repeats a trial of a study with these settings as the
+    command line reads today (a name that joined the space later at the value the trial ran with)."""
+    if not params:  # failed before its choices were drawn
+        return {}
+    configs = trial_configs({**JOINED_LATER, **params}, settings["norms"], settings["epochs"],
+                            train_subset=settings.get("train_subset"))
+    return {config.norm: command(config) for config in configs}
+
+
+def search_record(study_name: str, trial: FrozenTrial, settings: dict[str, Any]) -> dict[str, Any]:
+    """A search trial of a study with these settings (its user attributes), as trials.json keeps it."""
     attrs = trial.user_attrs
     record: dict[str, Any] = {"study": study_name, "trial": trial.number, "state": trial.state.name,
                               "value": trial.value, "device": attrs.get("device"),
-                              "commands": attrs.get("commands", {}), "params": trial.params,
+                              "commands": repeat_commands(settings, trial.params), "params": trial.params,
                               "models": attrs.get("models", {})}
     if "screen_trial" in attrs:
         record["screen_trial"] = attrs["screen_trial"]
@@ -100,7 +110,7 @@ def trial_records(storage: BaseStorage) -> list[dict[str, Any]]:
     for name in (SCREEN, CONFIRM):
         study = _study(storage, name)
         if study is not None:
-            records += [search_record(name, trial) for trial in study.get_trials(deepcopy=False)
+            records += [search_record(name, trial, study.user_attrs) for trial in study.get_trials(deepcopy=False)
                         if trial.state != TrialState.WAITING]
     return records
 

@@ -37,6 +37,7 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
         flips=trial.suggest_categorical("flips", ["random", "alternate"]),
         ema_decay=trial.suggest_categorical("ema_decay", [0.0, 0.99, 0.995]),
         dirac_init=trial.suggest_categorical("dirac_init", [False, True]),
+        whiten_init=trial.suggest_categorical("whiten_init", [False, True]),
         schedule=trial.suggest_categorical("schedule", ["one-cycle", "cosine"]),
         warmup_fraction=trial.suggest_categorical("warmup_fraction", [0.1, 0.25]),
         # More steps in the same 20 epochs, at the same peak rates (the lr_scale_* factors move them). It joined
@@ -46,6 +47,17 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
     if "gn" in norms:
         params["gn_groups"] = trial.suggest_categorical("gn_groups", [2, 4, 8])
     return params
+
+
+# The names that joined the space after the study began, at the value every trial drawn before them ran with:
+# a trial that does not name one ran at this value.
+JOINED_LATER: dict[str, Any] = {"batch_size": 256, "whiten_init": False}
+
+
+def same_choices(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether two trials' choices train the same thing, a name that joined the space later read at its value
+    in the trial that does not name it."""
+    return {**JOINED_LATER, **first} == {**JOINED_LATER, **second}
 
 
 def baseline(norms: list[str]) -> dict[str, Any]:
@@ -105,10 +117,15 @@ def trial_configs(params: dict[str, Any], norms: list[str], epochs: int, seed: i
 def command(config: TrainConfig, seeds: int = 1) -> str:
     """The ``python -m training`` command that trains this config, every setting spelled out, folders as PATH;
     with ``seeds`` above 1, the command that trains that many seeds from the config's (``--seeds``)."""
-    settings = {"norm": config.norm, "arch": config.arch, "epochs": config.epochs, "lr": config.lr,
+    # Every lever away from what the command line defaults to: a lever at its unrecorded value (random flips, no
+    # EMA) is still spelled out where the recipe now defaults elsewhere.
+    default = TrainConfig(arch=config.arch, norm=config.norm, recipe=config.recipe)
+    levers = {name: getattr(config, name) for name in LEVERS if getattr(config, name) != getattr(default, name)}
+    settings = {"norm": config.norm, "arch": config.arch, "recipe": None if config.recipe == "ours" else config.recipe,
+                "epochs": config.epochs, "lr": config.lr,
                 "batch_size": config.batch_size, "weight_decay": config.weight_decay,
                 "label_smoothing": config.label_smoothing, "crop_padding": config.crop_padding,
-                "gn_groups": config.gn_groups if config.norm == "gn" else None, **config.levers(),
+                "gn_groups": config.gn_groups if config.norm == "gn" else None, **levers,
                 "seed": None if seeds > 1 and config.seed == 0 else config.seed, "seeds": seeds if seeds > 1 else None,
                 "train_subset": config.train_subset, "validation": config.validation}
     return " ".join(["python -m training", *option_words(settings), "--data-dir PATH"])
