@@ -33,10 +33,10 @@ STATE_UNUSED = Path("unused")  # train_epoch names the state file only in its di
 def timed_steps(norm: str, steps: int, batch_size: int, barrier: Any = None) -> tuple[float, float]:
     """Wall-clock start and end of ``steps`` steps of the training loop (after two warm-up steps)."""
     config = TrainConfig(norm=norm, batch_size=batch_size)
-    run = start_run(config, steps + 2)
-    move_to(run, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch_size * steps, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    run = start_run(config, steps + 2, images)
+    move_to(run, torch.device("cpu"))
     padded, labels = reflect_pad(images, config.crop_padding), torch.randint(0, 10, (len(images),), generator=generator)
     train_epoch(run, config, padded[: 2 * batch_size], labels[: 2 * batch_size], STATE_UNUSED, progress=False)
     if barrier is not None:

@@ -161,6 +161,23 @@ def dirac_init(network: nn.Module) -> int:
 
 
 @torch.no_grad()
+def zero_residual_init(network: nn.Module) -> int:
+    """Start every residual block as the identity: its last norm's scale (gamma) at zero; returns how many.
+
+    The block's branch then adds nothing at first (GELU, SiLU and ReLU all map 0 to 0), so the
+    network starts as its plain path and learns how much of each branch to add (Goyal et al.,
+    "Accurate, Large Minibatch SGD", 2017, for BatchNorm; the same scale exists in GroupNorm).
+    """
+    count = 0
+    for module in network.modules():
+        if isinstance(module, Residual):
+            last = [m for m in module.body.modules() if isinstance(m, nn.BatchNorm2d | nn.GroupNorm)][-1]
+            nn.init.zeros_(last.weight)
+            count += 1
+    return count
+
+
+@torch.no_grad()
 def whitening_init(network: nn.Module, inputs: Tensor, eps: float = 5e-4) -> int:
     """Start the first conv as a whitening of the image's patches; returns how many filters it set.
 

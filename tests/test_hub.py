@@ -252,6 +252,8 @@ def test_the_card_command_trains_the_same_settings(published: tuple[str, Path], 
                     "seed"):
             assert getattr(config, key) == metadata[key], (suffix, key)
             assert f"--{key.replace('_', '-')}" in words, (suffix, key)  # spelled out: defaults may change
+        # Every lever too, those at a value the command line no longer defaults to included.
+        assert config.describes(metadata), suffix
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from torchvision.transforms.v2 import functional as tv
 
 from artifacts.weights import read_metadata
 from model import ARCHITECTURES, build_model, standardize
-from model.network import ResidualNet, dirac_init, whitening_init
+from model.network import ResidualNet, dirac_init, whitening_init, zero_residual_init
 from training.config import LEVERS, ConfigError, TrainConfig, option_words
 from training.data import (
     Augmentation,
@@ -27,9 +27,10 @@ from training.loop import TrainResult, averaged_model, make_optimizer, start_run
 from training.search.space import ARCHS
 
 CPU = torch.device("cpu")
-TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3, flips="random", ema_decay=0.0)  # every lever off
+# Every lever off.
+TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3, flips="random", ema_decay=0.0, whiten_init=False)
 ALL_ON = dict(schedule="cosine", warmup_fraction=0.1, flips="alternate", crop_scale=0.5, crop_ratio=1.5,
-              color_jitter=0.3, ema_decay=0.9, dirac_init=True, whiten_init=True)
+              color_jitter=0.3, ema_decay=0.9, dirac_init=True, whiten_init=True, zero_residual=True)
 
 
 def test_a_lever_is_recorded_only_away_from_the_value_records_leave_out() -> None:
@@ -158,9 +159,25 @@ def test_dirac_init_makes_each_conv_that_can_be_an_identity_one() -> None:
     depthwise = separable.features[1][0][0]
     assert dirac_init(separable) == 9  # its 1x1 convs widen, and its depthwise convs are identities
     torch.testing.assert_close(depthwise(torch.ones(1, 32, 4, 4)), torch.ones(1, 32, 4, 4))
-    started = start_run(TrainConfig(dirac_init=True), 10)
+    started = start_run(TrainConfig(dirac_init=True, whiten_init=False), 10)
     torch.testing.assert_close(started.model.features[3].body[0][0](y), y)
-    assert not torch.allclose(start_run(TrainConfig(), 10).model.features[3].body[0][0](y), y)
+    assert not torch.allclose(start_run(TrainConfig(whiten_init=False), 10).model.features[3].body[0][0](y), y)
+
+
+# ---- residual blocks started as the identity -----------------------------------------------------------
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_zero_residual_init_starts_every_residual_block_as_the_identity(norm: str) -> None:
+    torch.manual_seed(0)
+    network = ResidualNet(norm, 4, activation="gelu").train()
+    block = network.features[3]
+    x = torch.randn(4, 32, 8, 8)
+    assert not torch.allclose(block(x), x)
+    assert zero_residual_init(network) == 1
+    torch.testing.assert_close(block(x), x)
+    assert zero_residual_init(build_model("separable", norm)) == 1  # its separable residual block too
+    started = start_run(replace(TINY, norm=norm, zero_residual=True), 10).model.features[3]
+    torch.testing.assert_close(started(x), x)
 
 
 # ---- whitening initialization ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from artifacts.weights import load_checkpoint
 from model import DEFAULT_ARCH
 from tests.app_server import ROOT
 from training.__main__ import parse_args as training_args
-from training.config import TrainConfig
+from training.config import TrainConfig, command_for
 from training.data import Split
 from training.search.__main__ import main
 from training.search.record import (
@@ -35,7 +35,7 @@ from training.search.record import (
     recorded_study,
     trial_records,
 )
-from training.search.space import ARCHS, baseline, command, suggest, trial_configs
+from training.search.space import ARCHS, JOINED_LATER, baseline, suggest, trial_configs
 from training.search.storage import HOST, HeartbeatJournalStorage, SearchError, open_study
 
 NORMS = ["bn", "gn", "ln"]
@@ -59,19 +59,19 @@ def test_the_first_trial_of_a_study_is_exactly_the_shipped_recipe_on_validation(
     {"arch": "separable", "lr_scale_bn": 1.7, "lr_scale_gn": 0.6, "lr_scale_ln": 1.234567, "weight_decay": 1.5e-4,
      "label_smoothing": 0.2, "crop_padding": 4, "crop_scale": 0.5, "crop_ratio": 1.33, "color_jitter": 0.4,
      "flips": "alternate", "ema_decay": 0.995, "dirac_init": True, "schedule": "cosine", "warmup_fraction": 0.1,
-     "gn_groups": 8, "batch_size": 128, "whiten_init": True},
+     "gn_groups": 8, "batch_size": 128, "whiten_init": True, "zero_residual": True},
 ])
 def test_each_trial_command_trains_exactly_the_trials_config(choices: dict) -> None:
     params = suggest(optuna.trial.FixedTrial({**baseline(NORMS), **choices}), NORMS)
     for config in trial_configs(params, NORMS, epochs=8, train_subset=3000):
         shared = {key: value for key, value in params.items() if hasattr(config, key) and key != "gn_groups"}
         assert {key: getattr(config, key) for key in shared} == shared, config.norm
-        words = shlex.split(command(config).replace("PATH", "data"))
+        words = shlex.split(command_for(config).replace("PATH", "data"))
         assert words[:3] == ["python", "-m", "training"]
         _, [parsed] = training_args(words[3:])
         assert parsed == config, config.norm
         # As the record prints it for shipping: three seeds from 0, so no --seed beside --seeds.
-        words = shlex.split(command(config, seeds=3).replace("PATH", "data"))
+        words = shlex.split(command_for(config, seeds=3).replace("PATH", "data"))
         _, parsed = training_args(words[3:])
         assert parsed[0] == config and [c.seed for c in parsed] == [0, 1, 2] and "--seed" not in words, config.norm
     assert set(ARCHS) >= {"residual", "residual-silu", "separable"} and ARCHS[0] == "residual"
@@ -112,13 +112,14 @@ def test_a_trial_from_before_a_name_joined_the_space_is_the_same_candidate_at_th
     study.add_trial(optuna.trial.create_trial(params=old, distributions={k: drawn.distributions[k] for k in old},
                                               value=0.8))
     capsys.readouterr()
-    assert main([*where, "--enqueue", '{"weight_decay": 0.001}', "--enqueue", '{"weight_decay": 0.001, '
-                 '"batch_size": 128}', "--enqueue", '{"arch": "late", "whiten_init": false}']) == 0
+    idea = '{"weight_decay": 0.001, "whiten_init": false'
+    assert main([*where, "--enqueue", idea + "}", "--enqueue", idea + ', "batch_size": 128}',
+                 "--enqueue", '{"arch": "late"}']) == 0
     again, new = "already in the study, not queued again: ", "queued: "
     assert capsys.readouterr().out.splitlines() == [
         again + json.dumps({**old, "batch_size": 256, "whiten_init": False}, sort_keys=True),
         new + json.dumps({**old, "batch_size": 128, "whiten_init": False}, sort_keys=True),
-        again + json.dumps({**baseline(NORMS), "arch": "late"}, sort_keys=True),
+        again + json.dumps({**baseline(NORMS), "arch": "late"}, sort_keys=True),  # queued and not yet run
     ]
 
 
@@ -202,7 +203,7 @@ def test_each_search_trial_of_the_record_has_the_commands_that_train_what_it_tra
     for record in records:
         for command_line in record["commands"].values():
             _, [parsed] = training_args(shlex.split(command_line.replace("PATH", "data"))[3:])
-            params = {"batch_size": 256, "whiten_init": False, **record["params"]}  # names added after it ran
+            params = {**JOINED_LATER, **record["params"]}  # the names that joined the space after it ran
             shared = [key for key in params if hasattr(parsed, key) and key not in ("gn_groups", "weight_decay")]
             assert {key: getattr(parsed, key) for key in shared} == {key: params[key] for key in shared}, record
             assert parsed.weight_decay == pytest.approx(params["weight_decay"], rel=1e-3), record

@@ -69,7 +69,7 @@ FLIP_MODES = ("random", "alternate", "none")
 SCHEDULES = ("one-cycle", "cosine", "constant")
 # The settings added for the search, each off (today's training) unless set: checkpoints record those set.
 LEVERS = ("schedule", "warmup_fraction", "flips", "crop_scale", "crop_ratio", "color_jitter", "ema_decay", "dirac_init",
-          "whiten_init")
+          "whiten_init", "zero_residual")
 
 
 class ConfigError(ValueError):
@@ -135,6 +135,9 @@ class TrainConfig:
     whiten_init: bool = field(default=False, metadata=option(
         "start the first conv as a whitening of the training images' patches: their principal directions, "
         "each scaled to unit variance and also negated (model.network.whitening_init)", action="store_true"))
+    zero_residual: bool = field(default=False, metadata=option(
+        "start every residual block as the identity: its last norm's scale at zero "
+        "(model.network.zero_residual_init)", action="store_true"))
     seed: int = field(default=0, metadata=option("random seed, default 0"))
     train_subset: int | None = field(default=None, metadata=option(
         "train on the first N training images only (quick trials)"))
@@ -205,7 +208,7 @@ class TrainConfig:
         recipe = RECIPES[self.recipe]
         defaults = {"schedule": recipe.schedule, "warmup_fraction": 0.25, "flips": recipe.unrecorded_flips,
                     "crop_scale": 1.0, "crop_ratio": 1.0, "color_jitter": 0.0, "ema_decay": 0.0, "dirac_init": False,
-                    "whiten_init": False}
+                    "whiten_init": False, "zero_residual": False}
         return {name: defaults[name] for name in LEVERS}
 
     def levers(self) -> dict[str, Any]:
@@ -294,3 +297,20 @@ def config_from_arguments(args: argparse.Namespace, parser: argparse.ArgumentPar
         return TrainConfig(**{**values, **fixed})
     except ConfigError as error:
         parser.error(str(error))
+
+
+def command_for(config: TrainConfig, seeds: int = 1) -> str:
+    """The ``python -m training`` command that trains this config, every setting spelled out, folders as PATH;
+    with ``seeds`` above 1, the command that trains that many seeds from the config's (``--seeds``)."""
+    # Every lever away from what the command line defaults to: a lever at its unrecorded value (random flips, no
+    # EMA) is still spelled out where the recipe now defaults elsewhere.
+    default = TrainConfig(arch=config.arch, norm=config.norm, recipe=config.recipe)
+    levers = {name: getattr(config, name) for name in LEVERS if getattr(config, name) != getattr(default, name)}
+    settings = {"norm": config.norm, "arch": config.arch, "recipe": None if config.recipe == "ours" else config.recipe,
+                "epochs": config.epochs, "lr": config.lr,
+                "batch_size": config.batch_size, "weight_decay": config.weight_decay,
+                "label_smoothing": config.label_smoothing, "crop_padding": config.crop_padding,
+                "gn_groups": config.gn_groups if config.norm == "gn" else None, **levers,
+                "seed": None if seeds > 1 and config.seed == 0 else config.seed, "seeds": seeds if seeds > 1 else None,
+                "train_subset": config.train_subset, "validation": config.validation}
+    return " ".join(["python -m training", *option_words(settings), "--data-dir PATH"])

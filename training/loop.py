@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from artifacts.atomic import atomic_write
 from model import build_model, network_fingerprint, standardize
-from model.network import dirac_init, whitening_init
+from model.network import dirac_init, whitening_init, zero_residual_init
 from training.config import TrainConfig
 from training.data import Augmentation, Split, alternating_flips, augmented_batches, reflect_pad
 from training.evaluate import evaluate
@@ -241,6 +241,8 @@ def start_run(config: TrainConfig, steps_per_epoch: int, train_images: Tensor | 
         if train_images is None:
             raise ValueError("--whiten-init needs the training images")
         whitening_init(model, standardize(train_images[:WHITENING_IMAGES].cpu(), config.mean, config.std))
+    if config.zero_residual:
+        zero_residual_init(model)
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
     ema = averaged_model(model, config.ema_decay) if config.ema_decay else None
     return Run(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed), [], ema)

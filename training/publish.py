@@ -14,6 +14,7 @@ the layout ``python app.py --models FOLDER`` reads.
 """
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +36,7 @@ from model.hub import (
     megabytes,
     upload,
 )
-from training.config import LEVERS, RECIPES, option_words
+from training.config import RECIPES, TrainConfig, command_for
 
 FILES = (CARD_FILE, CONFIG_FILE, WEIGHTS_FILE)  # what each model repository holds
 REFERENCE = "reference"
@@ -63,16 +64,10 @@ def models_to_publish(folder: CheckpointFolder) -> dict[str, tuple[CheckpointFol
 def training_command(network: NormLabNet) -> str:
     """The command that trains the model again, every setting spelled out, folders as PATH."""
     metadata = network.metadata
-    settings: dict[str, Any] = {
-        "norm": network.norm, "arch": network.arch, "recipe": metadata.get("recipe", "ours"),
-        **{key: metadata[key] for key in ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing",
-                                          "crop_padding") if key in metadata},
-        "gn_groups": network.gn_groups, "seed": metadata.get("seed"),
-        # The levers the checkpoint records were set (absent ones were at their defaults).
-        **{key: metadata[key] for key in LEVERS if key in metadata},
-        "validation": "validation_split" in metadata,
-    }
-    return " ".join(["python -m training", *option_words(settings), "--data-dir PATH --output-dir PATH"])
+    config = dataclasses.replace(TrainConfig.from_record({**metadata, "norm": network.norm, "arch": network.arch}),
+                                 epochs=metadata["epochs"], seed=metadata.get("seed", 0),
+                                 validation="validation_split" in metadata)
+    return f"{command_for(config)} --output-dir PATH"
 
 
 def build(models: dict[str, tuple[CheckpointFolder, str]], prefix: str, root: Path) -> dict[str, Path]:

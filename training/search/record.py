@@ -25,7 +25,8 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from artifacts.trials import changed_settings, model_record, read_trials, write_trials
-from training.search.space import JOINED_LATER, baseline, command, trial_configs
+from training.config import command_for
+from training.search.space import JOINED_LATER, baseline, trial_configs
 from training.search.storage import load_or_create
 
 SCREEN, CONFIRM, RECORDED = "screen", "confirm", "recorded"
@@ -83,7 +84,7 @@ def repeat_commands(settings: dict[str, Any], params: dict[str, Any]) -> dict[st
         return {}
     configs = trial_configs({**JOINED_LATER, **params}, settings["norms"], settings["epochs"],
                             train_subset=settings.get("train_subset"))
-    return {config.norm: command(config) for config in configs}
+    return {config.norm: command_for(config) for config in configs}
 
 
 def search_record(study_name: str, trial: FrozenTrial, settings: dict[str, Any]) -> dict[str, Any]:
@@ -215,6 +216,6 @@ def _describe_confirm(confirm: optuna.Study) -> str:
     if best:
         params = {key: value for key, value in best[0].params.items() if key != "seed"}
         lines.append("  the best, trained as the shipped models are (all 50,000 images, seeds 0, 1 and 2):")
-        lines += [f"    {command(config, seeds=3)}" for config in
+        lines += [f"    {command_for(config, seeds=3)}" for config in
                   trial_configs(params, settings["norms"], settings["epochs"], validation=False)]
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Every setting here is one of ``TrainConfig``'s (``training/config.py``): a trial's choices are
 plain training runs, each of which ``python -m training`` can repeat with the command
-``commands`` gives. The network and the levers are shared by the three norms (one network
+``training.config.command_for`` gives. The network and the levers are shared by the three norms (one network
 trained three times is what the project compares); the learning rate is scaled per norm from
 the architecture's own, and the group count only reaches GroupNorm.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 
 from model import ARCHITECTURES
-from training.config import LEVERS, TrainConfig, option_words
+from training.config import LEVERS, TrainConfig
 
 # Fixed, in this order: a study refuses a categorical whose choices changed. "residual" was the shipped
 # network when the study began (its trial 0), "residual-gelu" is the one shipped since.
@@ -38,6 +38,7 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
         ema_decay=trial.suggest_categorical("ema_decay", [0.0, 0.99, 0.995]),
         dirac_init=trial.suggest_categorical("dirac_init", [False, True]),
         whiten_init=trial.suggest_categorical("whiten_init", [False, True]),
+        zero_residual=trial.suggest_categorical("zero_residual", [False, True]),
         schedule=trial.suggest_categorical("schedule", ["one-cycle", "cosine"]),
         warmup_fraction=trial.suggest_categorical("warmup_fraction", [0.1, 0.25]),
         # More steps in the same 20 epochs, at the same peak rates (the lr_scale_* factors move them). It joined
@@ -51,7 +52,7 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
 
 # The names that joined the space after the study began, at the value every trial drawn before them ran with:
 # a trial that does not name one ran at this value.
-JOINED_LATER: dict[str, Any] = {"batch_size": 256, "whiten_init": False}
+JOINED_LATER: dict[str, Any] = {"batch_size": 256, "whiten_init": False, "zero_residual": False}
 
 
 def same_choices(first: dict[str, Any], second: dict[str, Any]) -> bool:
@@ -112,20 +113,3 @@ def trial_configs(params: dict[str, Any], norms: list[str], epochs: int, seed: i
                         train_subset=train_subset, lr=round(architecture.lr[norm] * params[f"lr_scale_{norm}"], 6),
                         gn_groups=params.get("gn_groups") if norm == "gn" else None)
             for norm in norms]
-
-
-def command(config: TrainConfig, seeds: int = 1) -> str:
-    """The ``python -m training`` command that trains this config, every setting spelled out, folders as PATH;
-    with ``seeds`` above 1, the command that trains that many seeds from the config's (``--seeds``)."""
-    # Every lever away from what the command line defaults to: a lever at its unrecorded value (random flips, no
-    # EMA) is still spelled out where the recipe now defaults elsewhere.
-    default = TrainConfig(arch=config.arch, norm=config.norm, recipe=config.recipe)
-    levers = {name: getattr(config, name) for name in LEVERS if getattr(config, name) != getattr(default, name)}
-    settings = {"norm": config.norm, "arch": config.arch, "recipe": None if config.recipe == "ours" else config.recipe,
-                "epochs": config.epochs, "lr": config.lr,
-                "batch_size": config.batch_size, "weight_decay": config.weight_decay,
-                "label_smoothing": config.label_smoothing, "crop_padding": config.crop_padding,
-                "gn_groups": config.gn_groups if config.norm == "gn" else None, **levers,
-                "seed": None if seeds > 1 and config.seed == 0 else config.seed, "seeds": seeds if seeds > 1 else None,
-                "train_subset": config.train_subset, "validation": config.validation}
-    return " ".join(["python -m training", *option_words(settings), "--data-dir PATH"])
