@@ -80,10 +80,13 @@ def batch_size_table(results: dict[str, Any]) -> Table:
     recipe = setup.get("recipe", {})  # the levers it names were set; the others were off (random flips, no EMA)
     flips = {"alternate": "alternating flips", "none": "no flips"}.get(recipe.get("flips"), "random flips")
     average = f"an EMA of the weights (decay {recipe['ema_decay']})" if recipe.get("ema_decay") else "no EMA"
+    start = ", the whitening start" if recipe.get("whiten_init") else ""
+    base_batch = setup.get("lr_rule", "/ 256").rsplit("/", 1)[1].strip()  # the rates' batch size
     setup_text = (
-        f"The `{setup.get('arch', 'residual')}` network with {flips} and {average}: "
+        f"The `{setup.get('arch', 'residual')}` network with {flips}{start} and {average}: "
         f"each model trained from scratch on {setup['train_images']:,} training images for {setup['epochs']} "
-        f"epochs at each batch size, peak learning rate {_rates(setup['base_lr'])} × batch size / 256; test accuracy "
+        f"epochs at each batch size, peak learning rate {_rates(setup['base_lr'])} × batch size / {base_batch}; "
+        "test accuracy "
         f"on {setup['test_images']:,} test images"
         + (f", mean ± std over seeds {', '.join(map(str, seeds))}. The differences are in points, with their 95% "
            "intervals; a difference is detected when its interval excludes 0." if len(seeds) > 1 else ", one seed.")

@@ -11,6 +11,7 @@ The writer rewrites the whole file atomically and the reader returns the records
 """
 
 import json
+import math
 import shlex
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,18 @@ def model_record(metadata: dict[str, Any]) -> dict[str, Any]:
     return {key: metadata[key] for key in MODEL_KEYS if key in metadata}
 
 
+def _same(first: Any, second: Any) -> bool:
+    """Equal, floats as the configs round them (weight decay to 4 digits, rates to 6 decimals): a factor read back
+    from a rounded rate trains the same run."""
+    if isinstance(first, float) and isinstance(second, float):
+        return math.isclose(first, second, rel_tol=2e-4)
+    return first == second
+
+
 def changed_settings(params: dict[str, Any], reference: dict[str, Any]) -> str:
     """A search trial's choices that differ from ``reference`` (the shipped recipe), in a line; the seed is not one."""
     changed = [f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
-               for key, value in params.items() if key != "seed" and reference.get(key) != value]
+               for key, value in params.items() if key != "seed" and not _same(reference.get(key), value)]
     return ", ".join(changed) or "the shipped recipe"
 
 

@@ -9,6 +9,7 @@ import torch
 from artifacts.lab import EXPERIMENTS
 from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model
 from probes.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from training.config import TrainConfig
 from training.data import Split
 from training.lab import batch_size, calibration, coupling
 from training.lab.__main__ import main
@@ -87,8 +88,10 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     first = batch_size.measure(synthetic_split, synthetic_split.subset(16), CPU, tmp_path, tmp_path / "state",
                                **kwargs)
     assert set(first["runs"]) == {f"{norm}-{size}-seed0" for norm in NORMS for size in (2, 8)}
-    assert first["runs"]["bn-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES[DEFAULT_ARCH].lr["bn"] * 8 / 256)
-    assert first["runs"]["ln-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES[DEFAULT_ARCH].lr["ln"] * 8 / 256)
+    base = TrainConfig().batch_size  # the architecture's rates are at our recipe's batch size
+    assert first["runs"]["bn-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES[DEFAULT_ARCH].lr["bn"] * 8 / base)
+    assert first["runs"]["ln-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES[DEFAULT_ARCH].lr["ln"] * 8 / base)
+    assert first["setup"]["lr_rule"] == f"base_lr[norm] * batch_size / {base}"
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")

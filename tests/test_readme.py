@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from artifacts.folder import CheckpointFolder
-from model import build_model, network_fingerprint
+from model import NORMS, build_model, network_fingerprint
 from tests.conftest import CHECKPOINTS, REPO
 from training.readme import MARKER, SECTIONS, main, render
 
@@ -124,14 +124,16 @@ def test_the_confirmation_compares_each_candidate_with_the_starting_recipes_own_
     from artifacts.trials import trial_record, write_trials
     from training.config import TrainConfig
     from training.readme import confirmation_table
-    from training.search.space import baseline
+    from training.search.space import JOINED_LATER, baseline
 
-    start = {"arch": "residual", "flips": "random", "ema_decay": 0.0}  # the recipe shipped when the search began
+    # The recipe shipped when the search began, which ran before the batch size and the whitening joined the space.
+    start = {"arch": "residual", "flips": "random", "ema_decay": 0.0, "weight_decay": 0.0005}
+    ran_at = {"batch_size": 256, "whiten_init": False}
 
     def recorded(seed: int, accuracies: dict[str, float], train_images: int = 45_000, **changed) -> dict:
         models = {}
         for norm, accuracy in accuracies.items():
-            config = TrainConfig(norm=norm, seed=seed, validation=True, **{**start, **changed})
+            config = TrainConfig(norm=norm, seed=seed, validation=True, **{**start, **ran_at, **changed})
             models[norm] = {**{key: getattr(config, key) for key in (
                 "arch", "norm", "recipe", "seed", "epochs", "batch_size", "lr", "crop_padding", "weight_decay",
                 "label_smoothing")}, **config.levers(), "train_images": train_images, "validation_accuracy": accuracy}
@@ -152,13 +154,15 @@ def test_the_confirmation_compares_each_candidate_with_the_starting_recipes_own_
         recorded(2, {"gn": 0.700}, arch="residual-gelu", flips="alternate", ema_decay=0.99),  # the shipped recipe
         recorded(2, {"bn": 0.700}, train_images=10_000),  # fewer training images than the candidates had
         {"study": "screen", "trial": 0, "state": "COMPLETE", "value": 0.8, "device": "CPU", "commands": {},
-         "params": {**baseline(["bn", "gn", "ln"]), **start}, "models": {}},
+         "params": {key: value for key, value in {**baseline(["bn", "gn", "ln"]), **start}.items()
+                    if key not in JOINED_LATER} | {f"lr_scale_{norm}": 1.0 for norm in NORMS}, "models": {}},
         confirmed(0, {"bn": 0.861, "gn": 0.850, "ln": 0.850}),
         confirmed(1, {"bn": 0.859, "gn": 0.852, "ln": 0.852}),
     ])
     lines = confirmation_table(folder).splitlines()
-    assert lines[3] == ("| – | arch=residual, flips=random, ema_decay=0 (trial 0's recipe, shipped when the search "
-                        "began; runs recorded by hand) | 20 | BN 0, 1; GN 0, 1; LN 0, 1 "
+    assert lines[3] == ("| – | arch=residual, lr_scale_bn=1, lr_scale_gn=1, lr_scale_ln=1, weight_decay=0.0005, "
+                        "flips=random, ema_decay=0, batch_size=256, whiten_init=False (trial 0's recipe, shipped "
+                        "when the search began; runs recorded by hand) | 20 | BN 0, 1; GN 0, 1; LN 0, 1 "
                         "| 85.90 ± 0.14 | 84.10 ± 0.14 | 83.40 ± 0.14 |")
     # BN: +0.1 points, within the seeds' spread; GN and LN: +1.0 and +1.7, each interval above zero.
     assert lines[-1] == "| trial 7 − trial 0's recipe | +0.1 (−0.5 to +0.7) | **+1.0 (+0.4 to +1.6)** " \

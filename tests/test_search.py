@@ -53,6 +53,15 @@ def test_the_first_trial_of_a_study_is_exactly_the_shipped_recipe_on_validation(
         assert config == TrainConfig(norm=config.norm, validation=True), config.norm
 
 
+def test_a_trial_from_before_a_name_joined_the_space_trains_at_that_names_old_value() -> None:
+    # Trial 7 ran at batch 256, unwhitened, before those names joined the space; confirming it again today must
+    # train that, not the batch size and start our recipe defaults to now.
+    old = {key: value for key, value in baseline(NORMS).items() if key not in JOINED_LATER}
+    for config in trial_configs(old, NORMS, epochs=20):
+        assert {name: getattr(config, name) for name in JOINED_LATER} == JOINED_LATER, config.norm
+    assert TrainConfig().batch_size != JOINED_LATER["batch_size"]  # else this test could not fail
+
+
 @pytest.mark.parametrize("choices", [
     {},  # the shipped recipe
     {"arch": "residual", "flips": "random", "ema_decay": 0.0},  # trial 0: levers our recipe now defaults elsewhere
@@ -84,7 +93,7 @@ def test_an_idea_is_queued_with_the_rest_as_shipped_and_one_outside_the_space_is
                           ('{"widths": 3}', "not in the search space"), ('{"weight_decay": 1}', "out of the range"),
                           ('[1]', "JSON object"), ("{", "JSON object"),
                           ('{"dirac_init": 1}', "takes values like False"),
-                          ('{"weight_decay": "0.001"}', "takes values like 0.0005")]:
+                          ('{"weight_decay": "0.001"}', "takes values like 0.0002527")]:
         assert main([*where, "--enqueue", '{"flips": "alternate"}', "--enqueue", idea]) == 2, idea
         assert message in capsys.readouterr().err, idea
     assert not optuna.get_all_study_names(storage_in(tmp_path))  # a bad idea queues none of its batch
@@ -113,7 +122,7 @@ def test_a_trial_from_before_a_name_joined_the_space_is_the_same_candidate_at_th
                                               value=0.8))
     capsys.readouterr()
     idea = '{"weight_decay": 0.001, "whiten_init": false'
-    assert main([*where, "--enqueue", idea + "}", "--enqueue", idea + ', "batch_size": 128}',
+    assert main([*where, "--enqueue", idea + ', "batch_size": 256}', "--enqueue", idea + "}",  # the rest as shipped
                  "--enqueue", '{"arch": "late"}']) == 0
     again, new = "already in the study, not queued again: ", "queued: "
     assert capsys.readouterr().out.splitlines() == [

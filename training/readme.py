@@ -29,7 +29,7 @@ from artifacts.results import read_over_seeds, read_results
 from artifacts.trials import changed_settings, read_trials
 from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model, count_parameters, network_fingerprint
 from training.config import TrainConfig
-from training.search.space import baseline, trial_configs
+from training.search.space import baseline, in_full, trial_configs
 from training.statistics import pairwise_differences, prediction_interval
 
 README = Path("README.md")
@@ -93,6 +93,7 @@ def grid_table(folder: CheckpointFolder) -> str:
     cells = [("reference", "published", "reference × published recipe, reproduced here"),
              ("reference", "ours", "reference × our recipe"),
              ("residual", "published", "ours with ReLU, as shipped before the search, × published recipe"),
+             ("residual-gelu", "published", "ours with GELU, as shipped after trial 7, × published recipe"),
              (DEFAULT_ARCH, "published", f"ours ({count_parameters(build_model(DEFAULT_ARCH, 'bn')):,} parameters) "
                                           "× published recipe"),
              (DEFAULT_ARCH, "ours", "ours × ours (the shipped models)")]
@@ -214,7 +215,8 @@ def screening_table(folder: CheckpointFolder) -> str:
         state = STATE_WORDS.get(trial["state"], trial["state"].lower()) + (
             f" after epoch {min(done)}" if trial["state"] == "PRUNED" else "")
         mean = percent(trial["value"]) if trial["value"] is not None else "–"
-        rows.append([str(trial["trial"]), state, changed_settings(trial["params"], shipped), mean, *cells])
+        changes = changed_settings(in_full(trial["params"]), shipped)
+        rows.append([str(trial["trial"]), state, changes, mean, *cells])
     headers = ["trial", "state", "changes from the shipped recipe", "mean", *(NORMS[n].short for n in NORMS)]
     return summary + "\n\n" + markdown_table(headers, rows, right=3)
 
@@ -268,7 +270,7 @@ def confirmation_table(folder: CheckpointFolder) -> str:
                   for norm in NORMS}
         epochs = "/".join(map(str, sorted({model["epochs"] for run in runs for model in run["models"].values()})))
         seeds = ", ".join(f"{run['params']['seed']} ({run['trial']})" for run in runs)
-        rows.append([str(screened), changed_settings(runs[0]["params"], shipped), epochs, seeds,
+        rows.append([str(screened), changed_settings(in_full(runs[0]["params"]), shipped), epochs, seeds,
                      *(_mean_std(values[norm]) for norm in NORMS)])
         if start_runs:
             cells = [difference_text(pairwise_differences({"a": values[norm], "b": list(start_runs[norm].values())})
@@ -277,7 +279,7 @@ def confirmation_table(folder: CheckpointFolder) -> str:
     if any(start_runs.values()):
         seeds = "; ".join(f"{NORMS[norm].short} {', '.join(map(str, sorted(per_seed)))}"
                           for norm, per_seed in start_runs.items() if per_seed)
-        rows.append(["–", f"{changed_settings(start, shipped)} (trial 0's recipe, shipped when the "
+        rows.append(["–", f"{changed_settings(in_full(start), shipped)} (trial 0's recipe, shipped when the "
                      "search began; runs recorded by hand)", str(next(iter(lengths))[0]), seeds,
                      *(_mean_std(list(start_runs[norm].values())) for norm in NORMS)])
     table = markdown_table(["screened as trial", "changes from the shipped recipe", "epochs", "seeds (trial)",

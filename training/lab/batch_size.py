@@ -2,9 +2,9 @@
 
 Each norm is trained from scratch at each batch size with the same images, epochs and
 one-cycle schedule; the peak learning rate scales linearly with the batch size
-(Goyal et al., 2017) from each norm's rate at batch 256:
-``lr = ARCHITECTURES[arch].lr[norm] * batch_size / 256``. To fit a laptop CPU this trains on a
-subset of the training set for a few epochs, and says so in its results.
+(Goyal et al., 2017) from each norm's rate at the recipe's batch size:
+``lr = ARCHITECTURES[arch].lr[norm] * batch_size / TrainConfig(arch=arch).batch_size``. To fit a laptop CPU this
+trains on a subset of the training set for a few epochs, and says so in its results.
 
 Every point is trained with several seeds (``--seeds``, default 3): the results hold each
 run, each point's mean and std, and at each batch size every pair of norms' difference
@@ -57,10 +57,11 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
     # The training recipe too (crop padding, weight decay, ...): runs made under another
     # recipe measure something else.
     per_run = {"arch", "norm", "epochs", "batch_size", "lr", "seed", "train_subset"}
-    recipe = {key: value for key, value in TrainConfig(arch=arch).as_dict().items() if key not in per_run}
+    default = TrainConfig(arch=arch)
+    recipe = {key: value for key, value in default.as_dict().items() if key not in per_run}
     setup = {"arch": arch, "network": network_fingerprint(network), "parameters": count_parameters(network),
              "train_images": train_images, "epochs": epochs, "base_lr": dict(ARCHITECTURES[arch].lr),
-             "lr_rule": "base_lr[norm] * batch_size / 256", "batch_sizes": list(batch_sizes),
+             "lr_rule": f"base_lr[norm] * batch_size / {default.batch_size}", "batch_sizes": list(batch_sizes),
              "recipe": recipe, "test_images": len(test_split)}
     lab = LabFolder(output_dir)
     runs, other_setup = _finished_runs(lab.results(NAME), setup)
@@ -78,7 +79,8 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
                     print(f"  {key}: already measured, {runs[key]['test_accuracy']:.2%}")
                     continue
                 config = TrainConfig(arch=arch, norm=norm, epochs=epochs, batch_size=batch_size, seed=seed,
-                                     lr=ARCHITECTURES[arch].lr[norm] * batch_size / 256, train_subset=train_images)
+                                     lr=ARCHITECTURES[arch].lr[norm] * batch_size / default.batch_size,
+                                     train_subset=train_images)
                 result = train(config, train_split, test_split, device, state_dir / key, restart=restart,
                                progress=progress)
                 last = result.history[-1]

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from artifacts.trials import changed_settings, model_record, read_trials, write_trials
 from training.config import command_for
-from training.search.space import JOINED_LATER, baseline, trial_configs
+from training.search.space import baseline, in_full, trial_configs
 from training.search.storage import load_or_create
 
 SCREEN, CONFIRM, RECORDED = "screen", "confirm", "recorded"
@@ -82,7 +82,7 @@ def repeat_commands(settings: dict[str, Any], params: dict[str, Any]) -> dict[st
     command line reads today (a name that joined the space later at the value the trial ran with)."""
     if not params:  # failed before its choices were drawn
         return {}
-    configs = trial_configs({**JOINED_LATER, **params}, settings["norms"], settings["epochs"],
+    configs = trial_configs(params, settings["norms"], settings["epochs"],
                             train_subset=settings.get("train_subset"))
     return {config.norm: command_for(config) for config in configs}
 
@@ -170,7 +170,7 @@ def describe(storage: BaseStorage, journal: str) -> str:
         complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
         for rank, trial in enumerate(complete[:5], 1):
             lines.append(f"  {rank}. trial {trial.number}: {_percent(trial.value)} ({_per_norm(trial)}): "
-                         f"{changed_settings(trial.params, baseline(norms))}")
+                         f"{changed_settings(in_full(trial.params), baseline(norms))}")
         if complete:
             best = complete[0]
             lines.append(f"  best: trial {best.number}, {json.dumps(best.params)}")

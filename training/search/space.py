@@ -13,11 +13,12 @@ from typing import Any
 
 import optuna
 
-from model import ARCHITECTURES
+from model.architectures import RESIDUAL_LR
 from training.config import LEVERS, TrainConfig
 
 # Fixed, in this order: a study refuses a categorical whose choices changed. "residual" was the shipped
-# network when the study began (its trial 0), "residual-gelu" is the one shipped since.
+# network when the study began (its trial 0), "residual-gelu" the one shipped after trial 7, "residual-silu" after
+# trial 42.
 ARCHS = ["residual", "residual-silu", "residual-gelu", "late", "deep16", "separable"]
 
 
@@ -25,7 +26,7 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
     """One set of choices for ``trial``: the same names and distributions in every trial of a study."""
     params: dict[str, Any] = {"arch": trial.suggest_categorical("arch", ARCHS)}
     for norm in norms:
-        # A factor on the architecture's own peak rate for the norm (0.3 / 0.2 / 0.1 for the residual family).
+        # A factor on the residual family's peak rate for the norm (RESIDUAL_LR: 0.3 / 0.2 / 0.1).
         params[f"lr_scale_{norm}"] = trial.suggest_float(f"lr_scale_{norm}", 0.5, 2.0, log=True)
     params.update(
         weight_decay=trial.suggest_float("weight_decay", 1e-4, 2e-3, log=True),
@@ -55,16 +56,22 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
 JOINED_LATER: dict[str, Any] = {"batch_size": 256, "whiten_init": False, "zero_residual": False}
 
 
+def in_full(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's choices with every name that joined the space after it ran, at the value it ran with."""
+    return {**params, **{name: value for name, value in JOINED_LATER.items() if name not in params}}
+
+
 def same_choices(first: dict[str, Any], second: dict[str, Any]) -> bool:
     """Whether two trials' choices train the same thing, a name that joined the space later read at its value
     in the trial that does not name it."""
-    return {**JOINED_LATER, **first} == {**JOINED_LATER, **second}
+    return in_full(first) == in_full(second)
 
 
 def baseline(norms: list[str]) -> dict[str, Any]:
     """The shipped recipe in the space's terms: the first trial of a new study, so every other is compared with it."""
     default = TrainConfig()
-    return {"arch": default.arch, **{f"lr_scale_{norm}": 1.0 for norm in norms},
+    scales = {f"lr_scale_{norm}": TrainConfig(norm=norm).lr / RESIDUAL_LR[norm] for norm in norms}
+    return {"arch": default.arch, **scales,
             "weight_decay": default.weight_decay, "label_smoothing": default.label_smoothing,
             "crop_padding": default.crop_padding, **{name: getattr(default, name) for name in LEVERS},
             "batch_size": default.batch_size,
@@ -105,11 +112,13 @@ def trial_configs(params: dict[str, Any], norms: list[str], epochs: int, seed: i
                   train_subset: int | None = None, validation: bool = True) -> list[TrainConfig]:
     """One config per norm, ``epochs`` long, with the validation split held out (the search never sees the test set;
     ``validation=False`` gives the configs that train the shipped models on all 50,000 images)."""
+    params = in_full(params)  # a trial from before a name joined the space ran at its old value, not today's default
     settings = {key: value for key, value in params.items()
                 if not key.startswith("lr_scale_") and key not in ("gn_groups", "seed")}
     settings["weight_decay"] = float(f"{settings['weight_decay']:.4g}")  # a command one can read; 0.01% apart
-    architecture = ARCHITECTURES[params["arch"]]
+    # The factors are on the rates every architecture of the space started from, fixed like ARCHS: a trial's
+    # rates stay what it trained with when a shipped architecture's own rates change.
     return [TrainConfig(**settings, norm=norm, epochs=epochs, seed=params.get("seed", seed), validation=validation,
-                        train_subset=train_subset, lr=round(architecture.lr[norm] * params[f"lr_scale_{norm}"], 6),
+                        train_subset=train_subset, lr=round(RESIDUAL_LR[norm] * params[f"lr_scale_{norm}"], 6),
                         gn_groups=params.get("gn_groups") if norm == "gn" else None)
             for norm in norms]
