@@ -81,7 +81,7 @@ def batch_size_table(results: dict[str, Any]) -> Table:
     flips = {"alternate": "alternating flips", "none": "no flips"}.get(recipe.get("flips"), "random flips")
     average = f"an EMA of the weights (decay {recipe['ema_decay']})" if recipe.get("ema_decay") else "no EMA"
     start = ", the whitening start" if recipe.get("whiten_init") else ""
-    base_batch = setup.get("lr_rule", "/ 256").rsplit("/", 1)[1].strip()  # the rates' batch size
+    base_batch = setup.get("base_batch_size", 256)  # the rates' batch size; sweeps before it was recorded used 256
     setup_text = (
         f"The `{setup.get('arch', 'residual')}` network with {flips}{start} and {average}: "
         f"each model trained from scratch on {setup['train_images']:,} training images for {setup['epochs']} "

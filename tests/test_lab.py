@@ -91,6 +91,7 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     base = TrainConfig().batch_size  # the architecture's rates are at our recipe's batch size
     assert first["runs"]["bn-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES[DEFAULT_ARCH].lr["bn"] * 8 / base)
     assert first["runs"]["ln-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES[DEFAULT_ARCH].lr["ln"] * 8 / base)
+    assert first["setup"]["base_batch_size"] == base
     assert first["setup"]["lr_rule"] == f"base_lr[norm] * batch_size / {base}"
 
     def no_training(*args, **kwargs):

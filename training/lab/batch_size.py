@@ -61,6 +61,7 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
     recipe = {key: value for key, value in default.as_dict().items() if key not in per_run}
     setup = {"arch": arch, "network": network_fingerprint(network), "parameters": count_parameters(network),
              "train_images": train_images, "epochs": epochs, "base_lr": dict(ARCHITECTURES[arch].lr),
+             "base_batch_size": default.batch_size,
              "lr_rule": f"base_lr[norm] * batch_size / {default.batch_size}", "batch_sizes": list(batch_sizes),
              "recipe": recipe, "test_images": len(test_split)}
     lab = LabFolder(output_dir)
