@@ -1,3 +1,4 @@
+import argparse
 import json
 import sys
 from dataclasses import replace
@@ -14,7 +15,7 @@ from artifacts.mistakes import load_mistakes
 from artifacts.weights import load_checkpoint, save_checkpoint
 from model import ARCHITECTURES, CLASSES, DEFAULT_ARCH, NORMS, ResidualNet, build_model, network_fingerprint
 from training.__main__ import main
-from training.config import ConfigError, TrainConfig
+from training.config import ConfigError, TrainConfig, add_config_arguments
 from training.data import Split, validation_indices
 from training.evaluate import evaluate
 from training.export import export_comparison, export_norm
@@ -448,3 +449,18 @@ def test_the_summary_leaves_out_a_seed_trained_with_other_levers_or_settings(
     assert out.count("trained with other settings") == 3
     runs = json.loads(folder.results.read_text())["over_seeds"]["ln"]["runs"]
     assert [run["seed"] for run in runs] == [0, 1]
+
+
+def test_the_help_gives_the_defaults_each_recipe_trains_with() -> None:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    helps = {action.dest: " ".join(action.help.split()) for action in parser._actions}
+    ours, published = TrainConfig(), TrainConfig(recipe="published")
+
+    def text(value: object) -> str:
+        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
+            else str(value)
+
+    for name in ("batch_size", "weight_decay", "label_smoothing", "schedule", "flips", "ema_decay", "whiten_init"):
+        assert f"default {text(getattr(ours, name))}" in helps[name], name
+        assert f"published recipe: {text(getattr(published, name))}" in helps[name], name

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import math
 import types
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -83,6 +84,13 @@ def option(help: str, **argparse_options: Any) -> dict[str, Any]:
     return {"help": help, "argparse": argparse_options}
 
 
+def recipe_defaults(setting: str, show: Callable[[Any], str] = str) -> str:
+    """Each recipe's default for a setting, as its help gives them: "default 128; published recipe: 128"."""
+    return "; ".join([f"default {show(getattr(RECIPES['ours'], setting))}"]
+                     + [f"{name} recipe: {show(getattr(recipe, setting))}"
+                        for name, recipe in RECIPES.items() if name != "ours"])
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     arch: str = field(default=DEFAULT_ARCH, metadata=option(
@@ -93,19 +101,20 @@ class TrainConfig:
         "; ".join(f"'{name}': {recipe.description}" for name, recipe in RECIPES.items())
         + " (default ours); the options below override it", choices=list(RECIPES)))
     epochs: int = field(default=20, metadata=option("default 20 (at most 20)"))
-    batch_size: int | None = field(default=None, metadata=option("default 128 (published recipe: 128)"))
+    batch_size: int | None = field(default=None, metadata=option(recipe_defaults("batch_size")))
     lr: float | None = field(default=None, metadata=option(
         "peak learning rate (default, recipe ours: "
         + "; ".join(f"{a.name} " + ", ".join(f"{lr} for {n}" for n, lr in a.lr.items()) for a in ARCHITECTURES.values())
         + ")"))
     momentum: float = 0.9
     weight_decay: float | None = field(default=None, metadata=option(
-        "on conv and linear weights only, default 0.0002527 (published recipe: 0)"))
-    label_smoothing: float | None = field(default=None, metadata=option("default 0.1 (published recipe: 0)"))
+        "on conv and linear weights only, " + recipe_defaults("weight_decay", lambda decay: f"{decay:g}")))
+    label_smoothing: float | None = field(default=None, metadata=option(
+        recipe_defaults("label_smoothing", lambda share: f"{share:g}")))
     schedule: str | None = field(default=None, metadata=option(
         "learning-rate schedule: 'one-cycle' (linear warm-up from a tenth of the peak, linear decay to a "
-        "thousandth), 'cosine' (the same warm-up, cosine decay to a thousandth) or 'constant' (default "
-        "one-cycle; published recipe: constant)", choices=list(SCHEDULES)))
+        "thousandth), 'cosine' (the same warm-up, cosine decay to a thousandth) or 'constant' ("
+        + recipe_defaults("schedule") + ")", choices=list(SCHEDULES)))
     warmup_fraction: float = field(default=0.25, metadata=option(
         "the share of the steps the learning rate warms up over (default 0.25)"))
     crop_padding: int | None = field(default=None, metadata=option(
@@ -117,8 +126,8 @@ class TrainConfig:
         + ", ".join(f"{a.gn_groups} for {a.name}" for a in ARCHITECTURES.values()) + "); the other norms ignore it"))
     flips: str | None = field(default=None, metadata=option(
         "horizontal flips: 'random' (each image, each epoch, with probability 1/2), 'alternate' (each image "
-        "flipped on every other epoch, half of them starting flipped) or 'none' (default, recipe "
-        "ours: alternate; published recipe: none)", choices=list(FLIP_MODES)))
+        "flipped on every other epoch, half of them starting flipped) or 'none' (" + recipe_defaults("flips") + ")",
+        choices=list(FLIP_MODES)))
     crop_scale: float = field(default=1.0, metadata=option(
         "random resized crops: the smallest crop, as a share of a 32x32 image's area, drawn from the padded "
         "image and resized to 32x32 (default 1: plain shifted crops, no resizing)"))
@@ -130,15 +139,16 @@ class TrainConfig:
         "[1-J, 1+J] (default 0: off)"))
     ema_decay: float | None = field(default=None, metadata=option(
         "an exponential moving average of the weights, updated after every step with this decay; it is "
-        "what is evaluated and exported, BatchNorm's running statistics averaged with it (default, recipe "
-        "ours: 0.99; published recipe: 0, off)"))
+        "what is evaluated and exported, BatchNorm's running statistics averaged with it ("
+        + recipe_defaults("ema_decay", lambda decay: f"{decay:g}" if decay else "0, off") + ")"))
     dirac_init: bool = field(default=False, metadata=option(
         "identity (Dirac) initialization of every conv whose shape allows it (model.network.dirac_init)",
         action="store_true"))
     whiten_init: bool | None = field(default=None, metadata=option(
         "start the first conv as a whitening of the training images' patches: their principal directions, "
-        "each scaled to unit variance and also negated (model.network.whitening_init); default, recipe ours: "
-        "on (--no-whiten-init: off); published recipe: off", action=argparse.BooleanOptionalAction))
+        "each scaled to unit variance and also negated (model.network.whitening_init); "
+        + recipe_defaults("whiten_init", lambda on: "on" if on else "off") + "; --no-whiten-init: off",
+        action=argparse.BooleanOptionalAction))
     zero_residual: bool = field(default=False, metadata=option(
         "start every residual block as the identity: its last norm's scale at zero "
         "(model.network.zero_residual_init)", action="store_true"))

@@ -26,10 +26,10 @@ import torch
 from artifacts.folder import DEFAULT_CHECKPOINT_DIR, CheckpointFolder
 from artifacts.lab import EXPERIMENTS, difference_text, markdown_table, read_lab_results
 from artifacts.results import read_over_seeds, read_results
-from artifacts.trials import changed_settings, read_trials
+from artifacts.trials import read_trials
 from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model, count_parameters, network_fingerprint
 from training.config import TrainConfig
-from training.search.space import baseline, in_full, trial_configs
+from training.search.space import changes_from_shipped, trial_configs
 from training.statistics import pairwise_differences, prediction_interval
 
 README = Path("README.md")
@@ -193,7 +193,6 @@ def screening_table(folder: CheckpointFolder) -> str:
     trials = _search_trials(folder, "screen")
     if not trials:
         return "*No trial screened yet: run `python -m training.search`.*\n"
-    shipped = baseline(list(NORMS))
     retried = {trial["retry_of"] for trial in trials if "retry_of" in trial}
     trials = [trial for trial in trials if trial["trial"] not in retried]  # a stopped trial counts once, as its retry
     states = {state: sum(trial["state"] == state for trial in trials)
@@ -215,7 +214,7 @@ def screening_table(folder: CheckpointFolder) -> str:
         state = STATE_WORDS.get(trial["state"], trial["state"].lower()) + (
             f" after epoch {min(done)}" if trial["state"] == "PRUNED" else "")
         mean = percent(trial["value"]) if trial["value"] is not None else "–"
-        changes = changed_settings(in_full(trial["params"]), shipped)
+        changes = changes_from_shipped(trial["params"], list(NORMS))
         rows.append([str(trial["trial"]), state, changes, mean, *cells])
     headers = ["trial", "state", "changes from the shipped recipe", "mean", *(NORMS[n].short for n in NORMS)]
     return summary + "\n\n" + markdown_table(headers, rows, right=3)
@@ -255,7 +254,6 @@ def confirmation_table(folder: CheckpointFolder) -> str:
     if not trials:
         return "*Nothing confirmed yet: run `python -m training.search --confirm 2`.*\n"
     start = next((trial["params"] for trial in _search_trials(folder, "screen") if trial["trial"] == 0), {})
-    shipped = baseline(list(NORMS))
     by_candidate: dict[int, list[dict[str, Any]]] = {}
     for trial in trials:
         by_candidate.setdefault(trial["screen_trial"], []).append(trial)
@@ -270,7 +268,7 @@ def confirmation_table(folder: CheckpointFolder) -> str:
                   for norm in NORMS}
         epochs = "/".join(map(str, sorted({model["epochs"] for run in runs for model in run["models"].values()})))
         seeds = ", ".join(f"{run['params']['seed']} ({run['trial']})" for run in runs)
-        rows.append([str(screened), changed_settings(in_full(runs[0]["params"]), shipped), epochs, seeds,
+        rows.append([str(screened), changes_from_shipped(runs[0]["params"], list(NORMS)), epochs, seeds,
                      *(_mean_std(values[norm]) for norm in NORMS)])
         if start_runs:
             cells = [difference_text(pairwise_differences({"a": values[norm], "b": list(start_runs[norm].values())})
@@ -279,7 +277,7 @@ def confirmation_table(folder: CheckpointFolder) -> str:
     if any(start_runs.values()):
         seeds = "; ".join(f"{NORMS[norm].short} {', '.join(map(str, sorted(per_seed)))}"
                           for norm, per_seed in start_runs.items() if per_seed)
-        rows.append(["–", f"{changed_settings(in_full(start), shipped)} (trial 0's recipe, shipped when the "
+        rows.append(["–", f"{changes_from_shipped(start, list(NORMS))} (trial 0's recipe, shipped when the "
                      "search began; runs recorded by hand)", str(next(iter(lengths))[0]), seeds,
                      *(_mean_std(list(start_runs[norm].values())) for norm in NORMS)])
     table = markdown_table(["screened as trial", "changes from the shipped recipe", "epochs", "seeds (trial)",

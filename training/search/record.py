@@ -24,9 +24,9 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from artifacts.trials import changed_settings, model_record, read_trials, write_trials
+from artifacts.trials import model_record, read_trials, write_trials
 from training.config import command_for
-from training.search.space import baseline, in_full, trial_configs
+from training.search.space import changes_from_shipped, trial_configs
 from training.search.storage import load_or_create
 
 SCREEN, CONFIRM, RECORDED = "screen", "confirm", "recorded"
@@ -170,7 +170,7 @@ def describe(storage: BaseStorage, journal: str) -> str:
         complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
         for rank, trial in enumerate(complete[:5], 1):
             lines.append(f"  {rank}. trial {trial.number}: {_percent(trial.value)} ({_per_norm(trial)}): "
-                         f"{changed_settings(in_full(trial.params), baseline(norms))}")
+                         f"{changes_from_shipped(trial.params, norms)}")
         if complete:
             best = complete[0]
             lines.append(f"  best: trial {best.number}, {json.dumps(best.params)}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 
+from artifacts.trials import changed_settings
 from model.architectures import RESIDUAL_LR
 from training.config import LEVERS, TrainConfig
 
@@ -76,6 +77,12 @@ def baseline(norms: list[str]) -> dict[str, Any]:
             "crop_padding": default.crop_padding, **{name: getattr(default, name) for name in LEVERS},
             "batch_size": default.batch_size,
             **({"gn_groups": default.gn_groups} if "gn" in norms else {})}
+
+
+def changes_from_shipped(params: dict[str, Any], norms: list[str]) -> str:
+    """A trial's choices that differ from the shipped recipe, in a line, each name that joined the space after the
+    trial read at the value it ran with ("the shipped recipe" when none differ)."""
+    return changed_settings(in_full(params), baseline(norms))
 
 
 def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
