@@ -106,14 +106,18 @@ def test_the_search_tables_rank_candidates_and_say_what_each_changes(tmp_path: P
         trial("screen", 1, "PRUNED", 0.60, {**shipped, "weight_decay": 1e-4}),
         trial("screen", 2, "FAIL", 0.70, better),  # stopped, then queued again as trial 3
         trial("screen", 3, "COMPLETE", 0.82, better, retry_of=2),
+        trial("screen", 4, "FAIL", 0.5, start),  # stopped, queued again as trial 5, which waits for a worker
+        {**trial("screen", 5, "WAITING", 0.0, start, retry_of=4), "value": None, "models": {}},
         *(trial("confirm", seed, "COMPLETE", 0.86 + seed / 100, {**better, "seed": seed}, epochs=20, screen_trial=3)
           for seed in (0, 1)),
     ])
     lines = screening_table(folder).splitlines()
-    assert lines[0].startswith("3 candidates screened (2 complete, 1 pruned), 8 epochs each on 45,000 training")
+    assert lines[0].startswith("4 candidates screened (2 complete, 1 pruned, 1 stopped, waiting to continue), "
+                               "8 epochs each on 45,000 training")
     assert [line.split(" | ")[:3] for line in lines[4:]] == [
         ["| 3", "complete", "dirac_init=True"], ["| 0", "complete", "arch=residual, ema_decay=0"],
-        ["| 1", "pruned after epoch 3", "weight_decay=0.0001"]]
+        ["| 1", "pruned after epoch 3", "weight_decay=0.0001"],
+        ["| 5", "stopped, waiting to continue", "arch=residual, ema_decay=0"]]
     assert lines[4].endswith("| 82.00% | 83.00% | 82.00% | 81.00% |")
     [row] = confirmation_table(folder).splitlines()[2:]
     assert row == ("| 3 | dirac_init=True | 20 | 0 (0), 1 (1) | 87.50 ± 0.71 | 86.50 ± 0.71 "

@@ -349,6 +349,9 @@ def test_a_worker_stopped_with_kill_queues_its_trial_again_at_once(cifar_dir: Pa
     stopped, queued = optuna.load_study(study_name=SCREEN, storage=storage).get_trials()
     assert stopped.state == TrialState.FAIL and queued.state == TrialState.WAITING
     assert queued.params == stopped.params and queued.system_attrs["failed_trial"] == stopped.number
+    # The record keeps the stopped trial's retry, waiting to continue, which a queued idea is not yet.
+    records = {record["trial"]: record for record in trial_records(storage)}
+    assert records[queued.number]["state"] == "WAITING" and records[queued.number]["retry_of"] == stopped.number
 
 
 def test_the_best_candidate_is_confirmed_over_seeds_and_its_models_kept(cifar_dir: Path, tmp_path: Path,

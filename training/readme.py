@@ -181,7 +181,8 @@ def trials_table(folder: CheckpointFolder, key: str) -> str:
                           rows, right=2)
 
 
-STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
+               "WAITING": "stopped, waiting to continue"}
 
 
 def _search_trials(folder: CheckpointFolder, study: str) -> list[dict[str, Any]]:
@@ -196,7 +197,7 @@ def screening_table(folder: CheckpointFolder) -> str:
     retried = {trial["retry_of"] for trial in trials if "retry_of" in trial}
     trials = [trial for trial in trials if trial["trial"] not in retried]  # a stopped trial counts once, as its retry
     states = {state: sum(trial["state"] == state for trial in trials)
-              for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+              for state in STATE_WORDS}
     models = [model for trial in trials for model in trial["models"].values()]
     counted = ", ".join(f"{count} {STATE_WORDS[state]}" for state, count in states.items() if count)
     lengths = "/".join(str(e) for e in sorted({model.get("epochs") for model in models} - {None}))

@@ -111,8 +111,9 @@ def trial_records(storage: BaseStorage) -> list[dict[str, Any]]:
     for name in (SCREEN, CONFIRM):
         study = _study(storage, name)
         if study is not None:
+            # A queued idea is not a trial yet; a stopped trial queued again is, waiting to continue.
             records += [search_record(name, trial, study.user_attrs) for trial in study.get_trials(deepcopy=False)
-                        if trial.state != TrialState.WAITING]
+                        if trial.state != TrialState.WAITING or trial.system_attrs.get("failed_trial") is not None]
     return records
 
 
