@@ -346,6 +346,7 @@ def test_a_worker_stopped_with_kill_queues_its_trial_again_at_once(cifar_dir: Pa
     finally:
         worker.kill()
     assert worker.returncode == 130 and "queued again" in errors
+    assert "leaked" not in errors  # the stopped training processes leave nothing for the resource tracker
     stopped, queued = optuna.load_study(study_name=SCREEN, storage=storage).get_trials()
     assert stopped.state == TrialState.FAIL and queued.state == TrialState.WAITING
     assert queued.params == stopped.params and queued.system_attrs["failed_trial"] == stopped.number

@@ -14,11 +14,13 @@ import os
 import queue
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from training.config import TrainConfig
 from training.data import hold_out_validation, load_split
@@ -52,6 +54,10 @@ def train_norm(config: TrainConfig, data_dir: Path, device: torch.device, state_
         die_with_parent(parent)
     torch.set_num_threads(threads)
     keep_freed_memory()
+    # This worker shows no progress bar, so a thread lock is all tqdm needs. Its default is a semaphore shared
+    # between processes, which is left behind, and reported as leaked at exit, when a pruned or stopped trial's
+    # worker is terminated.
+    tqdm.set_lock(threading.RLock())
     try:
         rest, held_out, held_out_id = hold_out_validation(load_split(data_dir, train=True))
         result = train(config, rest, held_out, device, state_dir, progress=False,
