@@ -76,6 +76,16 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("early", "c24p c32 r32 c32p c48p: the shipped layers, the residual block at 16x16",
                      residual_network(("c24p", "c32", "r32", "c32p", "c48p"), "silu"), gn_groups=4,
                      lr=SILU_LR, crop_padding=2),
+        # A second residual block at 8x8 for the last conv: narrower below (16 and 24 channels), 48,384 parameters.
+        # Rates, crops and groups as shipped. Screened by hand, as early.
+        Architecture("deep8", "c16p c24 c32p r32 r32: narrower at 32x32 and 16x16, two residual blocks at 8x8",
+                     residual_network(("c16p", "c24", "c32p", "r32", "r32"), "silu"), gn_groups=4,
+                     lr=SILU_LR, crop_padding=2),
+        # A wider first conv (32 channels: 16 whitened directions and their negatives, against 12), the next one
+        # narrower (24): 47,824 parameters. Rates, crops and groups as shipped. Screened by hand, as early.
+        Architecture("first32", "c32p c24 c32p r32 c48p: the first conv wider, the second narrower",
+                     residual_network(("c32p", "c24", "c32p", "r32", "c48p"), "silu"), gn_groups=4,
+                     lr=SILU_LR, crop_padding=2),
         # One conv fewer at 16x16 (the costly resolution on a CPU), a wider last conv.
         Architecture("late", "c24p c32p r32 c64p: less at 16x16, more at 8x8",
                      residual_network(("c24p", "c32p", "r32", "c64p")), gn_groups=4, lr=RESIDUAL_LR,
