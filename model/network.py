@@ -79,18 +79,37 @@ class ConvNormAct(nn.Sequential):
 
 
 class Residual(nn.Module):
-    """x + f(x) with f two conv-norm-activation layers at constant width."""
+    """x + f(x) with f two conv-norm-activation layers at constant width.
+
+    With ``passes`` above 1 the block is applied that many times in a row with the same two
+    convs, each later pass with norms of its own: more depth for no more than the norms'
+    parameters. Each pass keeps its own norms so that BatchNorm's running statistics describe
+    the activations of that pass, not a mixture of all of them.
+    """
 
     def __init__(self, channels: int, norm: str, groups: int, activation: str = "relu",
-                 separable: bool = False) -> None:
+                 separable: bool = False, passes: int = 1) -> None:
         super().__init__()
+        if passes < 1:
+            raise ValueError(f"a residual block is applied at least once (got {passes} passes)")
         self.body = nn.Sequential(
             ConvNormAct(channels, channels, norm, groups, activation=activation, separable=separable),
             ConvNormAct(channels, channels, norm, groups, activation=activation, separable=separable),
         )
+        self.later_passes = nn.ModuleList(
+            nn.ModuleList(nn.Sequential(make_norm(norm, channels, groups), make_activation(activation))
+                          for _ in self.body)
+            for _ in range(passes - 1)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
+        x = x + self.body(x)
+        for norms in self.later_passes:
+            branch = x
+            for layer, norm_activation in zip(self.body, norms, strict=True):
+                branch = norm_activation(layer[0](branch))  # layer[0]: the conv this pass shares
+            x = x + branch
+        return x
 
 
 class ResidualNet(nn.Module):
@@ -99,7 +118,8 @@ class ResidualNet(nn.Module):
     ``plan`` lists the layers in order: ``"c32"`` is a 3x3 conv-norm-activation to 32
     channels, ``"c32p"`` the same with a 2x2 max pool between conv and norm (so the
     norm runs on a quarter of the pixels), and ``"r32"`` a residual block of two
-    such convs at constant width; ``"d32"`` and ``"s32"`` are ``"c32"`` and ``"r32"``
+    such convs at constant width (``"r32x2"``: the block applied twice with the same convs,
+    ``Residual``'s ``passes``); ``"d32"`` and ``"s32"`` are ``"c32"`` and ``"r32"``
     with depthwise-separable convs (``separable_conv``). ``activation`` names one of
     ``ACTIVATIONS``. A global max pool and a linear layer give the logits.
     Downsampling by pooling needs no projection shortcut, so every parameter sits in
@@ -117,14 +137,18 @@ class ResidualNet(nn.Module):
         channels = 3
         for token in plan or self.plan:
             kind, pool = token[0], token.endswith("p")
-            width = int(token[1:].rstrip("p"))
+            size, repeated, repeats = token[1:].rstrip("p").partition("x")
+            if not size.isdigit() or (repeated and (kind not in "rs" or not repeats.isdigit())):
+                raise ValueError(f"unknown layer {token!r} in plan")
+            width, passes = int(size), int(repeats or 1)
             if kind in "cd":
                 layers.append(ConvNormAct(channels, width, norm, groups, pool=pool, activation=activation,
                                           separable=kind == "d"))
             elif kind in "rs" and not pool:
                 if width != channels:
                     raise ValueError(f"residual block {token!r} must keep the width ({channels}) it receives")
-                layers.append(Residual(width, norm, groups, activation=activation, separable=kind == "s"))
+                layers.append(Residual(width, norm, groups, activation=activation, separable=kind == "s",
+                                       passes=passes))
             else:
                 raise ValueError(f"unknown layer {token!r} in plan")
             channels = width
@@ -162,7 +186,8 @@ def dirac_init(network: nn.Module) -> int:
 
 @torch.no_grad()
 def zero_residual_init(network: nn.Module) -> int:
-    """Start every residual block as the identity: its last norm's scale (gamma) at zero; returns how many.
+    """Start every residual block as the identity: its last norm's scale (gamma) at zero, in each of its passes;
+    returns how many blocks.
 
     The block's branch then adds nothing at first (GELU, SiLU and ReLU all map 0 to 0), so the
     network starts as its plain path and learns how much of each branch to add (Goyal et al.,
@@ -172,7 +197,8 @@ def zero_residual_init(network: nn.Module) -> int:
     for module in network.modules():
         if isinstance(module, Residual):
             last = [m for m in module.body.modules() if isinstance(m, nn.BatchNorm2d | nn.GroupNorm)][-1]
-            nn.init.zeros_(last.weight)
+            for norm in [last] + [norms[-1][0] for norms in module.later_passes]:
+                nn.init.zeros_(norm.weight)
             count += 1
     return count
 

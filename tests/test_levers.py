@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from torchvision.transforms.v2 import functional as tv
 
 from artifacts.weights import read_metadata
-from model import ARCHITECTURES, DEFAULT_ARCH, build_model, standardize
+from model import ARCHITECTURES, DEFAULT_ARCH, build_model, count_parameters, standardize
 from model.network import ResidualNet, dirac_init, whitening_init, zero_residual_init
 from training.config import LEVERS, ConfigError, TrainConfig, option_words
 from training.data import (
@@ -176,6 +177,10 @@ def test_zero_residual_init_starts_every_residual_block_as_the_identity(norm: st
     assert zero_residual_init(network) == 1
     torch.testing.assert_close(block(x), x)
     assert zero_residual_init(build_model("separable", norm)) == 1  # its separable residual block too
+    looped = ResidualNet(norm, 4, plan=("c24p", "c32p", "r32x2")).train().features[2]
+    assert not torch.allclose(looped(x), x)
+    zero_residual_init(looped)
+    torch.testing.assert_close(looped(x), x)  # each pass's branch starts at zero, not only the first's
     started = start_run(replace(TINY, norm=norm, zero_residual=True), 10).model.features[3]
     torch.testing.assert_close(started(x), x)
 
@@ -340,3 +345,32 @@ def test_a_plan_whose_residual_block_changes_width_is_refused() -> None:
         ResidualNet("bn", 4, plan=("c24p", "r32"))
     with pytest.raises(ValueError, match="unknown layer"):
         ResidualNet("bn", 4, plan=("c24p", "x32"))
+
+
+@pytest.mark.parametrize("token", ["c32x2", "r32x", "r32xa", "r32x2x2", "rx2"])
+def test_only_a_residual_block_with_a_whole_number_of_passes_repeats(token: str) -> None:
+    with pytest.raises(ValueError, match="unknown layer"):
+        ResidualNet("bn", 4, plan=("c32p", token))
+    with pytest.raises(ValueError, match="at least once"):
+        ResidualNet("bn", 4, plan=("c32p", "r32x0"))
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_a_looped_residual_block_reuses_its_convs_with_norms_of_its_own_each_pass(norm: str) -> None:
+    torch.manual_seed(0)
+    once, twice = (ResidualNet(norm, 4, plan=("c32p", token)) for token in ("r32", "r32x2"))
+    norms_of_a_pass = 2 * 2 * 32  # two norms, a scale and a shift per channel
+    assert count_parameters(twice) == count_parameters(once) + norms_of_a_pass
+    twice.load_state_dict(once.state_dict(), strict=False)  # the same convs and first-pass norms
+    block, x = twice.features[1], torch.randn(4, 32, 8, 8)
+    first_pass = once.features[1].eval()
+    torch.testing.assert_close(block.eval()(x), first_pass(first_pass(x)))  # fresh norms act as the first's do
+    with torch.no_grad():
+        block.body[0][0].weight.mul_(2)  # the one conv both passes use
+    assert not torch.allclose(block(x), first_pass(first_pass(x)))
+    # The second pass goes through norms of its own: silenced, the block is its first pass alone.
+    with torch.no_grad():
+        block.body[0][0].weight.div_(2)
+        nn.init.zeros_(block.later_passes[0][-1][0].weight)
+        nn.init.zeros_(block.later_passes[0][-1][0].bias)
+    torch.testing.assert_close(block(x), first_pass(x))
