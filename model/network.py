@@ -96,15 +96,17 @@ class Residual(nn.Module):
             ConvNormAct(channels, channels, norm, groups, activation=activation, separable=separable),
             ConvNormAct(channels, channels, norm, groups, activation=activation, separable=separable),
         )
+        # Only a block that repeats has the attribute, so a single pass's layers (and the fingerprint saved
+        # results carry, network_fingerprint) stay what they were before blocks could repeat.
         self.later_passes = nn.ModuleList(
             nn.ModuleList(nn.Sequential(make_norm(norm, channels, groups), make_activation(activation))
                           for _ in self.body)
             for _ in range(passes - 1)
-        )
+        ) if passes > 1 else None
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.body(x)
-        for norms in self.later_passes:
+        for norms in self.later_passes or ():
             branch = x
             for layer, norm_activation in zip(self.body, norms, strict=True):
                 branch = norm_activation(layer[0](branch))  # layer[0]: the conv this pass shares
@@ -197,7 +199,7 @@ def zero_residual_init(network: nn.Module) -> int:
     for module in network.modules():
         if isinstance(module, Residual):
             last = [m for m in module.body.modules() if isinstance(m, nn.BatchNorm2d | nn.GroupNorm)][-1]
-            for norm in [last] + [norms[-1][0] for norms in module.later_passes]:
+            for norm in [last] + [norms[-1][0] for norms in module.later_passes or ()]:
                 nn.init.zeros_(norm.weight)
             count += 1
     return count

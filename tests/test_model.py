@@ -1,9 +1,13 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from artifacts.folder import CheckpointFolder
 from artifacts.mistakes import decode_sheet, encode_sheet
-from model import ARCHITECTURES, NORMS, build_model, count_parameters, make_norm
+from artifacts.weights import read_metadata
+from model import ARCHITECTURES, NORMS, build_model, count_parameters, make_norm, network_fingerprint
 from model.network import ResidualNet
 
 
@@ -11,6 +15,14 @@ from model.network import ResidualNet
 @pytest.mark.parametrize("norm", NORMS)
 def test_every_network_is_under_the_parameter_budget(arch: str, norm: str) -> None:
     assert count_parameters(build_model(arch, norm)) < 50_000
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_the_shipped_models_are_the_network_the_registry_builds_today(checkpoint_dir: Path, norm: str) -> None:
+    # A change to the code of the layers that leaves the shipped network's layers as they were keeps its
+    # fingerprint, so its checkpoints are still recognized (training skips them, results stay shown).
+    metadata = read_metadata(CheckpointFolder(checkpoint_dir).weights(norm))
+    assert metadata["network"] == network_fingerprint(build_model(metadata["arch"], norm))
 
 
 @pytest.mark.parametrize("norm", NORMS)
