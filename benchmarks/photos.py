@@ -3,6 +3,7 @@
     python benchmarks/photos.py FOLDER                                   # print the table
     python benchmarks/photos.py FOLDER --output checkpoints/photos.json  # and write photos.json
     python benchmarks/photos.py FOLDER --views single flip crops         # compare multi-view inference
+    python benchmarks/photos.py FOLDER --resampling box                  # another filter for scaling down
 
 FOLDER holds one ``<class>/`` subfolder of photos per class, named as the models' classes are
 (CIFAR-10's: airplane, automobile, ...). Each photo goes through the app's own path: the upload
@@ -29,7 +30,16 @@ from artifacts.folder import default_checkpoint_dir  # noqa: E402
 from artifacts.photos import write_photo_results  # noqa: E402
 from model import norm_short  # noqa: E402
 from webapp.inference import ModelBank, load_bank  # noqa: E402
-from webapp.preprocess import FIT_MODES, VIEW_LABELS, VIEW_MODES, ImageInputError, model_views, prepare  # noqa: E402
+from webapp.preprocess import (  # noqa: E402
+    DEFAULT_RESAMPLING,
+    FIT_MODES,
+    RESAMPLING,
+    VIEW_LABELS,
+    VIEW_MODES,
+    ImageInputError,
+    model_views,
+    prepare,
+)
 
 PROGRAM = "python benchmarks/photos.py"
 
@@ -76,7 +86,8 @@ class Measurement:
     unreadable: list[str]  # one line per file that is not an image the app can read
 
 
-def measure(photos: list[Photo], bank: ModelBank, fit: str, views: list[str]) -> Measurement:
+def measure(photos: list[Photo], bank: ModelBank, fit: str, views: list[str],
+            resampling: str = DEFAULT_RESAMPLING) -> Measurement:
     """Each view mode's counts per norm and class, each photo's answers, and what could not be read."""
     classes = [bank.classes[label] for label in sorted({photo.label for photo in photos})]
     counts = {view: {norm: empty_counts(classes) for norm in bank.norms} for view in views}
@@ -84,13 +95,13 @@ def measure(photos: list[Photo], bank: ModelBank, fit: str, views: list[str]) ->
     unreadable = []
     for photo in photos:
         try:
-            pixels, upload = prepare(photo.path, fit)
+            pixels, upload = prepare(photo.path, fit, resampling)
         except ImageInputError as error:
             unreadable.append(str(error))
             continue
         name = bank.classes[photo.label]
         for view in views:
-            prediction = bank.predict(model_views(upload.picture, pixels, fit, view))
+            prediction = bank.predict(model_views(upload.picture, pixels, fit, view, resampling))
             answers[view][photo.path] = prediction.probabilities
             for norm in bank.norms:
                 right = int(prediction.top(norm) == photo.label)
@@ -156,6 +167,8 @@ def command(args: argparse.Namespace) -> str:
     if args.checkpoint_dir is not None:
         words += ["--checkpoint-dir", "PATH"]
     words += ["--fit", args.fit, "--views", *args.views]
+    if args.resampling != DEFAULT_RESAMPLING:
+        words += ["--resampling", args.resampling]
     return " ".join(words)
 
 
@@ -182,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", nargs="+", choices=list(VIEW_MODES), default=["single"],
                         help="the view modes to measure, as in the app; the first is written to --output "
                         "(default single)")
+    parser.add_argument("--resampling", choices=list(RESAMPLING), default=DEFAULT_RESAMPLING,
+                        help=f"the filter a photo is scaled down with (default {DEFAULT_RESAMPLING}, as the app "
+                        "serves); another measures what the app would get with it")
     parser.add_argument("--against", type=Path, default=None, metavar="CHECKPOINT_DIR",
                         help="also compare these models photo by photo with the models in that folder (say, "
                         "those shipped before), on the first view mode")
@@ -204,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no photos in {args.folder}: put them in subfolders named after the classes "
               f"({', '.join(bank.classes)})", file=sys.stderr)
         return 2
-    measured = measure(photos, bank, args.fit, args.views)
+    measured = measure(photos, bank, args.fit, args.views, args.resampling)
     counts = measured.counts
     for line in measured.unreadable:
         print(f"skipped {line}", file=sys.stderr)
@@ -216,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for view in args.views:
         total = max(tally["total"] for tally in counts[view].values())
-        print(f"\n{total} photos, fit {args.fit}, views {view} ({VIEW_LABELS[view].lower()}): "
+        print(f"\n{total} photos, fit {args.fit}, {args.resampling} resampling, views {view} "
+              f"({VIEW_LABELS[view].lower()}): "
               "correct / total per class")
         print(table(counts[view], classes))
     first = args.views[0]
@@ -230,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         if not norms:
             print(f"error: no model in {args.against} to compare with; see the warnings above", file=sys.stderr)
             return 2
-        theirs = measure(photos, other, args.fit, [first]).answers[first]
+        theirs = measure(photos, other, args.fit, [first], args.resampling).answers[first]
         print_paired("these models", f"those in {args.against}", theirs, measured.answers[first], photos, norms)
     if args.output is not None:
         write_photo_results(args.output, results_file(args, counts, classes))

@@ -10,8 +10,10 @@ import pytest
 from PIL import Image
 
 from webapp.preprocess import (
+    DEFAULT_RESAMPLING,
     MAX_PIXELS,
     PAD_COLOUR,
+    RESAMPLING,
     ImageInputError,
     enlarge,
     fit_to_model,
@@ -141,6 +143,18 @@ def test_fit_modes() -> None:
     assert tuple(pad[16, 16]) == (255, 0, 0)
     with pytest.raises(ValueError, match="unknown fit"):
         fit_to_model(image, "zoom")
+
+
+def test_every_resampling_filter_fits_the_picture_and_they_differ() -> None:
+    stripes = np.zeros((320, 320, 3), dtype=np.uint8)
+    stripes[:, ::3] = 255  # finer than the 32x32 grid: each filter blurs it its own way
+    picture = Image.fromarray(stripes)
+    fitted = {name: fit_to_model(picture, "crop", resampling=name) for name in RESAMPLING}
+    assert all(pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8 for pixels in fitted.values())
+    assert len({pixels.tobytes() for pixels in fitted.values()}) == len(RESAMPLING)
+    np.testing.assert_array_equal(fit_to_model(picture, "crop"), fitted[DEFAULT_RESAMPLING])
+    with pytest.raises(ValueError, match="unknown resampling"):
+        fit_to_model(picture, "crop", resampling="nearest")
 
 
 def test_enlarge_keeps_pixels_sharp() -> None:

@@ -13,6 +13,7 @@ from benchmarks.photos import find_photos, main, measure
 from model import CLASSES
 from webapp.callbacks import Handlers
 from webapp.inference import load_bank
+from webapp.preprocess import fit_to_model, load_image
 
 # A folder of real photos by class, when one is named: the shipped numbers are re-measured on it.
 SHARED_PHOTOS = Path(os.environ.get("PHOTOS_DIR", "")) if os.environ.get("PHOTOS_DIR") else None
@@ -84,6 +85,23 @@ def test_each_photo_gets_exactly_what_the_app_answers(folder: Path, checkpoint_d
             app = handlers.classify(str(path), fit, 10)["probabilities"]
             for norm in bank.norms:
                 np.testing.assert_allclose(probabilities[norm], app[norm], rtol=0, atol=1e-6)
+
+
+def test_another_resampling_is_measured_through_the_apps_path_and_named_in_the_command(
+        folder: Path, checkpoint_dir: Path, tmp_path: Path) -> None:
+    bank = load_bank(checkpoint_dir)
+    photos, _ = find_photos(folder, bank.classes)
+    readable = [photo for photo in photos if photo.path.name != "notes.jpg"]
+    answered = measure(readable, bank, "crop", ["single"], "box").answers["single"]
+    for photo in readable:
+        pixels = fit_to_model(load_image(photo.path).picture, "crop", resampling="box")
+        expected = bank.predict(pixels).probabilities
+        for norm in bank.norms:
+            np.testing.assert_allclose(answered[photo.path][norm], expected[norm], rtol=0, atol=1e-6)
+    output = tmp_path / "photos.json"
+    assert main([str(folder), "--checkpoint-dir", str(checkpoint_dir), "--resampling", "box",
+                 "--output", str(output)]) == 0
+    assert json.loads(output.read_text())["command"].endswith("--fit crop --views single --resampling box")
 
 
 def test_bad_folders_end_with_a_clear_message(checkpoint_dir: Path, tmp_path: Path,

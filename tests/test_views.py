@@ -28,14 +28,17 @@ def bank(checkpoint_dir: Path):
     return load_bank(checkpoint_dir)
 
 
+@pytest.mark.parametrize("resampling", ["lanczos", "box"])
 @pytest.mark.parametrize("fit", ["crop", "pad", "stretch"])
-def test_the_views_are_the_input_its_shifted_crops_and_their_mirror_images(photo: Path, fit: str) -> None:
-    pixels, upload = prepare(photo, fit)
+def test_the_views_are_the_input_its_shifted_crops_and_their_mirror_images(photo: Path, fit: str,
+                                                                          resampling: str) -> None:
+    pixels, upload = prepare(photo, fit, resampling)
+    assert np.array_equal(pixels, fit_to_model(upload.picture, fit, resampling=resampling))
     assert np.array_equal(model_views(upload.picture, pixels, fit, "single"), pixels[None])
     flip = model_views(upload.picture, pixels, fit, "flip")
     assert flip.shape == (2, 32, 32, 3) and np.array_equal(flip[0], pixels) and np.array_equal(flip[1], pixels[:, ::-1])
-    crops = model_views(upload.picture, pixels, fit, "crops")
-    larger = fit_to_model(upload.picture, fit, 36)
+    crops = model_views(upload.picture, pixels, fit, "crops", resampling)
+    larger = fit_to_model(upload.picture, fit, 36, resampling)
     corners = [larger[:32, :32], larger[:32, 4:], larger[4:, :32], larger[4:, 4:]]
     assert crops.shape == (10, 32, 32, 3) and crops.dtype == np.uint8 and np.array_equal(crops[0], pixels)
     for view, expected in zip(crops[1:5], corners, strict=True):

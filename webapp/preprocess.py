@@ -38,6 +38,16 @@ FIT_DESCRIPTIONS: dict[str, str] = {
     "pad": "the whole image scaled to fit 32×32, bordered with the average CIFAR-10 colour",
     "stretch": "the whole image squeezed to 32×32, changing its proportions",
 }
+# The filters a picture can be scaled down with; the app serves Lanczos, a sharp antialiasing filter.
+# benchmarks/photos.py --resample measures the others on real photos (README, "Benchmarks").
+RESAMPLING: dict[str, Image.Resampling] = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bicubic": Image.Resampling.BICUBIC,
+    "hamming": Image.Resampling.HAMMING,
+    "bilinear": Image.Resampling.BILINEAR,
+    "box": Image.Resampling.BOX,
+}
+DEFAULT_RESAMPLING = "lanczos"
 # The views of a picture the models average their probabilities over (test-time augmentation). The
 # CIFAR-10 numbers are all measured on the single view; benchmarks/photos.py --views compares them on photos.
 VIEW_MODES: dict[str, str] = {
@@ -162,12 +172,15 @@ def load_image(source: str | Path | bytes | BinaryIO, min_side: int = MODEL_SIZE
         ) from error
 
 
-def fit_to_model(image: Image.Image, fit: str = "crop", size: int = MODEL_SIZE) -> np.ndarray:
-    """The (size, size, 3) uint8 pixels the models see, by one of ``FIT_MODES``."""
+def fit_to_model(image: Image.Image, fit: str = "crop", size: int = MODEL_SIZE,
+                 resampling: str = DEFAULT_RESAMPLING) -> np.ndarray:
+    """The (size, size, 3) uint8 pixels the models see, by one of ``FIT_MODES``, scaled with one of ``RESAMPLING``."""
     if fit not in FIT_MODES:
         raise ValueError(f"unknown fit {fit!r}; choose one of {', '.join(FIT_MODES)}")
+    if resampling not in RESAMPLING:
+        raise ValueError(f"unknown resampling {resampling!r}; choose one of {', '.join(RESAMPLING)}")
     width, height = image.size
-    resample = Image.Resampling.LANCZOS
+    resample = RESAMPLING[resampling]
     if fit == "crop":
         side = min(width, height)
         box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
@@ -183,20 +196,22 @@ def fit_to_model(image: Image.Image, fit: str = "crop", size: int = MODEL_SIZE) 
     return np.asarray(result.convert("RGB"), dtype=np.uint8).copy()
 
 
-def prepare(source: str | Path | bytes | BinaryIO, fit: str = "crop") -> tuple[np.ndarray, Upload]:
+def prepare(source: str | Path | bytes | BinaryIO, fit: str = "crop",
+            resampling: str = DEFAULT_RESAMPLING) -> tuple[np.ndarray, Upload]:
     """Load an uploaded file and fit it to the models: (32x32x3 uint8 pixels, what was uploaded)."""
     upload = load_image(source)
-    return fit_to_model(upload.picture, fit), upload
+    return fit_to_model(upload.picture, fit, resampling=resampling), upload
 
 
-def model_views(picture: Image.Image, pixels: np.ndarray, fit: str = "crop", views: str = "single") -> np.ndarray:
+def model_views(picture: Image.Image, pixels: np.ndarray, fit: str = "crop", views: str = "single",
+                resampling: str = DEFAULT_RESAMPLING) -> np.ndarray:
     """The (V, 32, 32, 3) uint8 views of ``VIEW_MODES[views]``; the first is ``pixels``, what ``prepare`` gave."""
     if views not in VIEW_MODES:
         raise ValueError(f"unknown views {views!r}; choose one of {', '.join(VIEW_MODES)}")
     pixels = np.asarray(pixels, dtype=np.uint8)
     stack = [pixels]
     if views == "crops":
-        larger = fit_to_model(picture, fit, MODEL_SIZE + CROP_MARGIN)
+        larger = fit_to_model(picture, fit, MODEL_SIZE + CROP_MARGIN, resampling)
         stack += [larger[top:top + MODEL_SIZE, left:left + MODEL_SIZE]
                   for top in (0, CROP_MARGIN) for left in (0, CROP_MARGIN)]
     if views in ("flip", "crops"):
