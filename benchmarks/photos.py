@@ -162,7 +162,8 @@ def table(counts: dict[str, Any], classes: list[str]) -> str:
 
 
 def command(args: argparse.Namespace) -> str:
-    """The command that measured the numbers, every setting spelled out and folders as PATH."""
+    """The command that measured the numbers, every setting spelled out (the resampling where it is not the app's)
+    and folders as PATH."""
     words = [PROGRAM, "PATH"]
     if args.checkpoint_dir is not None:
         words += ["--checkpoint-dir", "PATH"]
@@ -196,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the view modes to measure, as in the app; the first is written to --output "
                         "(default single)")
     parser.add_argument("--resampling", choices=list(RESAMPLING), default=DEFAULT_RESAMPLING,
-                        help=f"the filter a photo is scaled down with (default {DEFAULT_RESAMPLING}, as the app "
-                        "serves); another measures what the app would get with it")
+                        help=f"the filter of the last step in scaling a photo down (default {DEFAULT_RESAMPLING}, "
+                        "as the app serves); another measures what the app would get with it")
     parser.add_argument("--against", type=Path, default=None, metavar="CHECKPOINT_DIR",
                         help="also compare these models photo by photo with the models in that folder (say, "
                         "those shipped before), on the first view mode")

@@ -8,7 +8,7 @@ from functools import partial
 from torch import nn
 
 from model.network import ReferenceNet, ResidualNet
-from model.norms import NORMS
+from model.norms import NORMS, GroupCountError
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def residual_network(plan: tuple[str, ...], activation: str = "relu") -> Callabl
 
 
 # The search's candidates share the residual network's rates (tuned at batch 256), crops and groups as their
-# starting point (the search scales the rates); every width is a multiple of 8, so 2, 4 and 8 groups all fit.
+# starting point (the search scales the rates); each of their widths is a multiple of 8, so 2, 4 and 8 groups fit.
 RESIDUAL_LR = {"bn": 0.3, "gn": 0.2, "ln": 0.1}
 # The shipped network's rates: RESIDUAL_LR times the search's trial 42's factors (bn 1.613, gn 0.977, ln 1.369),
 # rounded as the trial trained them (batch 128).
@@ -45,7 +45,7 @@ SILU_LR = {"bn": 0.484033, "gn": 0.195329, "ln": 0.136891}
 
 
 def shipped_recipe_on(name: str, description: str, plan: tuple[str, ...]) -> Architecture:
-    """A record for another plan of layers with the shipped network's activation, rates, crops and groups."""
+    """A record for a plan of layers with the shipped network's activation, rates, crops and groups."""
     return Architecture(name, description, residual_network(plan, "silu"), gn_groups=4, lr=SILU_LR, crop_padding=2)
 
 
@@ -68,9 +68,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                                 "ln": PublishedRun(0.7299, 0.7342)},
                      published_recipe="published"),
         # The shipped network: the search's trial 42, confirmed on validation (README, "Search").
-        Architecture("residual-silu", "the project's own with SiLU for ReLU, shipped",
-                     residual_network(ResidualNet.plan, "silu"), gn_groups=4,
-                     lr=SILU_LR, crop_padding=2),
+        shipped_recipe_on("residual-silu", "the project's own with SiLU for ReLU, shipped", ResidualNet.plan),
         # Shipped before trial 42 (the search's trial 7), at batch 256.
         Architecture("residual-gelu", "the project's own with GELU for ReLU",
                      residual_network(ResidualNet.plan, "gelu"), gn_groups=4, lr=RESIDUAL_LR, crop_padding=2),
@@ -101,8 +99,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         shipped_recipe_on("first32", "c32p c24 c32p r32 c48p: the first conv wider, the second narrower",
                           ("c32p", "c24", "c32p", "r32", "c48p")),
         # The residual block applied twice with the same convs (each pass its own norms): the depth of deep8's
-        # two blocks at 8x8 without its narrower layers; the last conv 44 wide for the second pass's norms:
-        # 48,840 parameters.
+        # two blocks at 8x8 without its narrower layers. The second pass's norms (128 parameters) would take the
+        # shipped widths over 50,000, so the last conv is 44 wide, the widest that fits and that 4 groups divide
+        # (8 do not: loop is not one of the search's candidates): 48,840 parameters.
         shipped_recipe_on("loop", "c24p c32 c32p r32x2 c44p: the residual block's convs applied twice",
                           ("c24p", "c32", "c32p", "r32x2", "c44p")),
     )
@@ -126,7 +125,7 @@ def build_model(arch: str, norm: str, gn_groups: int | None = None) -> nn.Module
         raise ValueError(f"the group count must be a whole number of at least 1 (got {groups!r})")
     try:
         return record.network(norm, groups)
-    except ValueError as error:  # nn.GroupNorm: "num_channels must be divisible by num_groups"
+    except GroupCountError as error:
         raise ValueError(f"{groups} groups do not divide every width of the {arch} network ({error})") from error
 
 

@@ -18,9 +18,13 @@ from dataclasses import dataclass
 from torch import nn
 
 
+class GroupCountError(ValueError):
+    """A group count that does not divide a layer's channels: a network's builder says which setting to change."""
+
+
 def _group_norm(channels: int, groups: int) -> nn.Module:
     if channels % groups:
-        raise ValueError(f"GroupNorm needs groups ({groups}) to divide channels ({channels})")
+        raise GroupCountError(f"GroupNorm needs groups ({groups}) to divide channels ({channels})")
     return nn.GroupNorm(groups, channels)
 
 

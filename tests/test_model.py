@@ -8,6 +8,7 @@ from artifacts.folder import CheckpointFolder
 from artifacts.mistakes import decode_sheet, encode_sheet
 from artifacts.weights import read_metadata
 from model import ARCHITECTURES, NORMS, build_model, count_parameters, make_norm, network_fingerprint
+from model.architectures import shipped_recipe_on
 from model.network import ResidualNet
 
 
@@ -23,6 +24,17 @@ def test_the_shipped_models_are_the_network_the_registry_builds_today(checkpoint
     # fingerprint, so its checkpoints are still recognized (training skips them, results stay shown).
     metadata = read_metadata(CheckpointFolder(checkpoint_dir).weights(norm))
     assert metadata["network"] == network_fingerprint(build_model(metadata["arch"], norm))
+
+
+def test_only_a_group_count_that_does_not_divide_a_width_is_reported_as_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="3 groups do not divide every width of the loop network"):
+        build_model("loop", "gn", 3)
+    broken = shipped_recipe_on("broken", "a plan with a block that never runs", ("c32p", "r32x0"))
+    monkeypatch.setitem(ARCHITECTURES, "broken", broken)
+    with pytest.raises(ValueError, match="at least once") as raised:
+        build_model("broken", "gn")
+    assert "groups" not in str(raised.value)
 
 
 @pytest.mark.parametrize("norm", NORMS)

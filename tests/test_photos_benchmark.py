@@ -93,6 +93,8 @@ def test_another_resampling_is_measured_through_the_apps_path_and_named_in_the_c
     photos, _ = find_photos(folder, bank.classes)
     readable = [photo for photo in photos if photo.path.name != "notes.jpg"]
     answered = measure(readable, bank, "crop", ["single"], "box").answers["single"]
+    lanczos = measure(readable, bank, "crop", ["single"]).answers["single"]
+    assert any(not np.allclose(answered[photo.path]["bn"], lanczos[photo.path]["bn"]) for photo in readable)
     for photo in readable:
         pixels = fit_to_model(load_image(photo.path).picture, "crop", resampling="box")
         expected = bank.predict(pixels).probabilities

@@ -38,8 +38,9 @@ FIT_DESCRIPTIONS: dict[str, str] = {
     "pad": "the whole image scaled to fit 32×32, bordered with the average CIFAR-10 colour",
     "stretch": "the whole image squeezed to 32×32, changing its proportions",
 }
-# The filters a picture can be scaled down with; the app serves Lanczos, a sharp antialiasing filter.
-# benchmarks/photos.py --resample measures the others on real photos (README, "Benchmarks").
+# The filters a picture can be scaled down with; the app serves Lanczos, a sharp antialiasing filter. A large
+# picture is first averaged down by a whole factor (reducing_gap), so the filter does the last threefold or more.
+# benchmarks/photos.py --resampling measures the others on real photos (README, "Benchmarks").
 RESAMPLING: dict[str, Image.Resampling] = {
     "lanczos": Image.Resampling.LANCZOS,
     "bicubic": Image.Resampling.BICUBIC,
