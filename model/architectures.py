@@ -72,7 +72,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         # Shipped before trial 42 (the search's trial 7), at batch 256.
         Architecture("residual-gelu", "the project's own with GELU for ReLU",
                      residual_network(ResidualNet.plan, "gelu"), gn_groups=4, lr=RESIDUAL_LR, crop_padding=2),
-        # Candidates for the search: where the ~50,000 parameters sit, and the activation.
+        # The search's other candidates (ARCHS, with the three activations above): where the ~50,000 parameters sit.
         # One conv fewer at 16x16 (the costly resolution on a CPU), a wider last conv.
         Architecture("late", "c24p c32p r32 c64p: less at 16x16, more at 8x8",
                      residual_network(("c24p", "c32p", "r32", "c64p")), gn_groups=4, lr=RESIDUAL_LR,
