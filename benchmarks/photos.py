@@ -177,8 +177,9 @@ def results_file(args: argparse.Namespace, counts: dict[str, Any], classes: list
     """photos.json (``artifacts.photos``): the first view mode's numbers, the others under ``other_views``."""
     first, *others = args.views
     photos = max((tally["total"] for tally in counts[first].values()), default=0)
-    results: dict[str, Any] = {"command": command(args), "photos": photos, "fit": args.fit, "views": first,
-                               "classes": classes, "models": counts[first]}
+    results: dict[str, Any] = {"command": command(args), "photos": photos, "fit": args.fit,
+                               "resampling": args.resampling, "views": first, "classes": classes,
+                               "models": counts[first]}
     if others:
         results["other_views"] = {view: counts[view] for view in others}
     return results

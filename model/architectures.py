@@ -31,9 +31,11 @@ class Architecture:
     published_recipe: str | None = None  # the recipe (training.config.RECIPES) those runs used
 
 
-def residual_network(plan: tuple[str, ...], activation: str = "relu") -> Callable[[str, int], nn.Module]:
-    """A ``ResidualNet`` with this plan of layers and activation, as a record's network."""
-    return partial(ResidualNet, plan=plan, activation=activation)
+def residual_network(plan: tuple[str, ...], activation: str = "relu",
+                     **options: bool) -> Callable[[str, int], nn.Module]:
+    """A ``ResidualNet`` with this plan of layers and activation (and ``ResidualNet``'s ``standardize`` and
+    ``attention``), as a record's network."""
+    return partial(ResidualNet, plan=plan, activation=activation, **options)
 
 
 # The search's candidates share the residual network's rates (tuned at batch 256), crops and groups as their
@@ -44,9 +46,11 @@ RESIDUAL_LR = {"bn": 0.3, "gn": 0.2, "ln": 0.1}
 SILU_LR = {"bn": 0.484033, "gn": 0.195329, "ln": 0.136891}
 
 
-def shipped_recipe_on(name: str, description: str, plan: tuple[str, ...]) -> Architecture:
-    """A record for a plan of layers with the shipped network's activation, rates, crops and groups."""
-    return Architecture(name, description, residual_network(plan, "silu"), gn_groups=4, lr=SILU_LR, crop_padding=2)
+def shipped_recipe_on(name: str, description: str, plan: tuple[str, ...], **options: bool) -> Architecture:
+    """A record for a plan of layers (and ``ResidualNet``'s options) with the shipped network's activation, rates,
+    crops and groups."""
+    return Architecture(name, description, residual_network(plan, "silu", **options), gn_groups=4, lr=SILU_LR,
+                        crop_padding=2)
 
 
 # The residual network's learning rates, crop padding and group count were first chosen on test
@@ -104,6 +108,12 @@ ARCHITECTURES: dict[str, Architecture] = {
         # (8 do not: loop is not one of the search's candidates): 48,840 parameters.
         shipped_recipe_on("loop", "c24p c32 c32p r32x2 c44p: the residual block's convs applied twice",
                           ("c24p", "c32", "c32p", "r32x2", "c44p")),
+        # The shipped layers, each conv but the first used with standardized filters: no parameters added.
+        shipped_recipe_on("standardized", "the shipped network with weight-standardized convs (all but the first)",
+                          ResidualNet.plan, standardize=True),
+        # The shipped layers, each followed by efficient channel attention: 6 x 3 = 18 parameters added (49,930).
+        shipped_recipe_on("attention", "the shipped network with channel attention (ECA) after every layer",
+                          ResidualNet.plan, attention=True),
     )
 }
 DEFAULT_ARCH = "residual-silu"

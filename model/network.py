@@ -61,6 +61,34 @@ def make_activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+class StandardizedConv2d(nn.Conv2d):
+    """A 3x3 conv whose filters are used standardized: each filter's weights shifted to mean 0 and scaled to
+    variance 1 at every forward pass (Qiao et al., "Micro-Batch Training with Batch-Channel Normalization and Weight
+    Standardization", 2019). The norm after it no longer depends on the filters' sizes, which smooths the loss
+    for the norms that compute their statistics per sample (GroupNorm with weight standardization is reported to
+    close most of its gap to BatchNorm). No parameters of its own: the stored weights are the raw ones."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight
+        mean = weight.mean(dim=(1, 2, 3), keepdim=True)
+        variance = weight.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return self._conv_forward(x, (weight - mean) * torch.rsqrt(variance + 1e-5), self.bias)
+
+
+class ChannelAttention(nn.Module):
+    """Efficient channel attention (Wang et al., "ECA-Net", CVPR 2020): each channel of a map scaled by a gate
+    in (0, 1) computed from the map's channel means, its own and its neighbours' (a 1-D conv across the channels),
+    3 parameters. The gate is each image's own, so it adds no coupling between the images of a batch."""
+
+    def __init__(self, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = self.conv(x.mean(dim=(2, 3)).unsqueeze(1)).sigmoid()  # (N, 1, C)
+        return x * gate.transpose(1, 2).unsqueeze(-1)
+
+
 def separable_conv(cin: int, cout: int) -> nn.Sequential:
     """A depthwise-separable 3x3 conv: one 3x3 filter per input channel, then a 1x1 conv mixing them."""
     return nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
@@ -69,12 +97,18 @@ def separable_conv(cin: int, cout: int) -> nn.Sequential:
 
 class ConvNormAct(nn.Sequential):
     def __init__(self, cin: int, cout: int, norm: str, groups: int, pool: bool = False,
-                 activation: str = "relu", separable: bool = False) -> None:
-        conv = separable_conv(cin, cout) if separable else nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+                 activation: str = "relu", separable: bool = False, standardize: bool = False,
+                 attention: bool = False) -> None:
+        if separable and standardize:
+            raise ValueError("weight standardization is for full 3x3 convs, not depthwise-separable ones")
+        full_conv = StandardizedConv2d if standardize else nn.Conv2d
+        conv = separable_conv(cin, cout) if separable else full_conv(cin, cout, 3, padding=1, bias=False)
         layers: list[nn.Module] = [conv]
         if pool:
             layers.append(nn.MaxPool2d(2))
         layers += [make_norm(norm, cout, groups), make_activation(activation)]
+        if attention:
+            layers.append(ChannelAttention())
         super().__init__(*layers)
 
 
@@ -88,14 +122,18 @@ class Residual(nn.Module):
     """
 
     def __init__(self, channels: int, norm: str, groups: int, activation: str = "relu",
-                 separable: bool = False, passes: int = 1) -> None:
+                 separable: bool = False, passes: int = 1, standardize: bool = False,
+                 attention: bool = False) -> None:
         super().__init__()
         if passes < 1:
             raise ValueError(f"a residual block is applied at least once (got {passes} passes)")
-        self.body = nn.Sequential(
-            ConvNormAct(channels, channels, norm, groups, activation=activation, separable=separable),
-            ConvNormAct(channels, channels, norm, groups, activation=activation, separable=separable),
-        )
+        if attention and passes > 1:
+            raise ValueError("channel attention is not shared between a block's passes: give a repeated block none")
+        self.body = nn.Sequential(*(
+            ConvNormAct(channels, channels, norm, groups, activation=activation, separable=separable,
+                        standardize=standardize, attention=attention)
+            for _ in range(2)
+        ))
         # Only a block that repeats has the attribute, so a single pass's layers (and the fingerprint saved
         # results carry, network_fingerprint) stay what they were before blocks could repeat.
         self.later_passes = nn.ModuleList(
@@ -123,7 +161,9 @@ class ResidualNet(nn.Module):
     such convs at constant width (``"r32x2"``: the block applied twice with the same convs,
     ``Residual``'s ``passes``); ``"d32"`` and ``"s32"`` are ``"c32"`` and ``"r32"``
     with depthwise-separable convs (``separable_conv``). ``activation`` names one of
-    ``ACTIVATIONS``. A global max pool and a linear layer give the logits.
+    ``ACTIVATIONS``. ``standardize`` makes every 3x3 conv but the first a ``StandardizedConv2d``;
+    ``attention`` ends every conv-norm-activation with a ``ChannelAttention``.
+    A global max pool and a linear layer give the logits.
     Downsampling by pooling needs no projection shortcut, so every parameter sits in
     a 3x3 conv. Only the first, 3-channel conv runs on the full 32x32 image and its
     output is pooled before the norm: full-resolution layers are what a CPU spends most
@@ -133,11 +173,14 @@ class ResidualNet(nn.Module):
     plan = ("c24p", "c32", "c32p", "r32", "c48p")
 
     def __init__(self, norm: str, groups: int, plan: tuple[str, ...] | None = None,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", standardize: bool = False, attention: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = 3
         for token in plan or self.plan:
+            # The first conv sees the image: its filters are the whitening start's (whitening_init), which
+            # standardizing would undo.
+            standardized = standardize and bool(layers)
             kind, pool = token[0], token.endswith("p")
             size, repeated, repeats = token[1:].rstrip("p").partition("x")
             if not size.isdigit() or (repeated and (kind not in "rs" or not repeats.isdigit())):
@@ -145,12 +188,12 @@ class ResidualNet(nn.Module):
             width, passes = int(size), int(repeats or 1)
             if kind in "cd":
                 layers.append(ConvNormAct(channels, width, norm, groups, pool=pool, activation=activation,
-                                          separable=kind == "d"))
+                                          separable=kind == "d", standardize=standardized, attention=attention))
             elif kind in "rs" and not pool:
                 if width != channels:
                     raise ValueError(f"residual block {token!r} must keep the width ({channels}) it receives")
                 layers.append(Residual(width, norm, groups, activation=activation, separable=kind == "s",
-                                       passes=passes))
+                                       passes=passes, standardize=standardized, attention=attention))
             else:
                 raise ValueError(f"unknown layer {token!r} in plan")
             channels = width
@@ -198,9 +241,9 @@ def zero_residual_init(network: nn.Module) -> int:
     count = 0
     for module in network.modules():
         if isinstance(module, Residual):
-            last = [m for m in module.body.modules() if isinstance(m, nn.BatchNorm2d | nn.GroupNorm)][-1]
-            for norm in [last] + [norms[-1][0] for norms in module.later_passes or ()]:
-                nn.init.zeros_(norm.weight)
+            for one_pass in [module.body, *(module.later_passes or ())]:
+                last = [m for m in one_pass.modules() if isinstance(m, nn.BatchNorm2d | nn.GroupNorm)][-1]
+                nn.init.zeros_(last.weight)
             count += 1
     return count
 

@@ -11,7 +11,15 @@ from torchvision.transforms.v2 import functional as tv
 
 from artifacts.weights import read_metadata
 from model import ARCHITECTURES, DEFAULT_ARCH, build_model, count_parameters, standardize
-from model.network import ResidualNet, dirac_init, whitening_init, zero_residual_init
+from model.network import (
+    ChannelAttention,
+    ConvNormAct,
+    ResidualNet,
+    StandardizedConv2d,
+    dirac_init,
+    whitening_init,
+    zero_residual_init,
+)
 from training.config import LEVERS, ConfigError, TrainConfig, option_words
 from training.data import (
     Augmentation,
@@ -378,3 +386,48 @@ def test_a_looped_residual_block_reuses_its_convs_with_norms_of_its_own_each_pas
         nn.init.zeros_(block.later_passes[0][-1][0].weight)
         nn.init.zeros_(block.later_passes[0][-1][0].bias)
     torch.testing.assert_close(block(x), first_pass(x))
+
+
+def test_a_standardized_conv_sees_only_the_shape_of_each_filter() -> None:
+    torch.manual_seed(0)
+    conv, x = StandardizedConv2d(8, 6, 3, padding=1, bias=False), torch.randn(2, 8, 5, 5)
+    weight = conv.weight.detach()
+    variance = weight.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+    standardized = (weight - weight.mean(dim=(1, 2, 3), keepdim=True)) / (variance + 1e-5).sqrt()
+    torch.testing.assert_close(conv(x), nn.functional.conv2d(x, standardized, padding=1))
+    before = conv(x)
+    with torch.no_grad():  # each filter shifted and scaled up by its own amounts (a small epsilon aside)
+        conv.weight.mul_(torch.rand(6, 1, 1, 1) * 5 + 1).add_(torch.randn(6, 1, 1, 1))
+    torch.testing.assert_close(conv(x), before, rtol=3e-3, atol=3e-3)
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_the_standardized_network_standardizes_every_conv_but_the_whitened_first(norm: str) -> None:
+    shipped, standardized = build_model(DEFAULT_ARCH, norm), build_model("standardized", norm)
+    convs = [m for m in standardized.modules() if isinstance(m, nn.Conv2d)]
+    assert type(convs[0]) is nn.Conv2d and all(type(conv) is StandardizedConv2d for conv in convs[1:])
+    assert count_parameters(standardized) == count_parameters(shipped)
+    assert standardized.state_dict().keys() == shipped.state_dict().keys()
+
+
+def test_channel_attention_scales_each_channel_of_each_image_by_its_own_gate() -> None:
+    torch.manual_seed(0)
+    attention, x = ChannelAttention(), torch.randn(4, 6, 5, 5)
+    assert count_parameters(attention) == 3
+    gates = attention(x) / x
+    assert torch.all((gates > 0) & (gates < 1))
+    torch.testing.assert_close(gates, gates[..., :1, :1].expand_as(gates))  # one gate per channel and image
+    torch.testing.assert_close(attention(x[:1]), attention(x)[:1])  # the other images change nothing
+    with torch.no_grad():  # a kernel that reads a channel's own mean: brighter channels get the larger gate
+        attention.conv.weight.copy_(torch.tensor([[[0.0, 1.0, 0.0]]]))
+    means = x.mean(dim=(2, 3))
+    torch.testing.assert_close((attention(x) / x)[..., 0, 0], means.sigmoid())
+
+
+def test_the_attention_network_ends_every_layer_with_channel_attention() -> None:
+    network = build_model("attention", "bn")
+    layers = [m for m in network.modules() if isinstance(m, ConvNormAct)]
+    assert len(layers) == 6 and all(isinstance(layer[-1], ChannelAttention) for layer in layers)
+    assert count_parameters(network) == count_parameters(build_model(DEFAULT_ARCH, "bn")) + 6 * 3
+    with pytest.raises(ValueError, match="not shared between a block's passes"):
+        ResidualNet("bn", 4, plan=("c32p", "r32x2"), attention=True)

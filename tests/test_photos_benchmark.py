@@ -13,7 +13,7 @@ from benchmarks.photos import find_photos, main, measure
 from model import CLASSES
 from webapp.callbacks import Handlers
 from webapp.inference import load_bank
-from webapp.preprocess import fit_to_model, load_image
+from webapp.preprocess import DEFAULT_RESAMPLING, fit_to_model, load_image
 
 # A folder of real photos by class, when one is named: the shipped numbers are re-measured on it.
 SHARED_PHOTOS = Path(os.environ.get("PHOTOS_DIR", "")) if os.environ.get("PHOTOS_DIR") else None
@@ -64,6 +64,7 @@ def test_the_results_count_per_norm_and_class_and_go_to_photos_json(
     results = json.loads(output.read_text())
     assert results["command"] == "python benchmarks/photos.py PATH --checkpoint-dir PATH --fit crop --views single"
     assert results["photos"] == 3 and results["fit"] == "crop" and results["views"] == "single"
+    assert results["resampling"] == "lanczos"
     assert results["classes"] == ["airplane", "cat"]
     for norm in ("bn", "gn", "ln"):
         model = results["models"][norm]
@@ -103,7 +104,9 @@ def test_another_resampling_is_measured_through_the_apps_path_and_named_in_the_c
     output = tmp_path / "photos.json"
     assert main([str(folder), "--checkpoint-dir", str(checkpoint_dir), "--resampling", "box",
                  "--output", str(output)]) == 0
-    assert json.loads(output.read_text())["command"].endswith("--fit crop --views single --resampling box")
+    results = json.loads(output.read_text())
+    assert results["command"].endswith("--fit crop --views single --resampling box")
+    assert results["resampling"] == "box"
 
 
 def test_bad_folders_end_with_a_clear_message(checkpoint_dir: Path, tmp_path: Path,
@@ -127,7 +130,8 @@ def test_the_shipped_photo_numbers_are_those_of_the_shipped_models(checkpoint_di
     assert shipped, "checkpoints/photos.json is missing: run benchmarks/photos.py with --output"
     output = tmp_path / "photos.json"
     assert main([str(SHARED_PHOTOS), "--checkpoint-dir", str(checkpoint_dir), "--output", str(output),
-                 "--views", shipped["views"], "--fit", shipped["fit"]]) == 0
+                 "--views", shipped["views"], "--fit", shipped["fit"],
+                 "--resampling", shipped.get("resampling", DEFAULT_RESAMPLING)]) == 0
     assert read_photo_results(output)["models"] == shipped["models"]
 
 
