@@ -62,7 +62,7 @@ def make_activation(name: str) -> nn.Module:
 
 
 class StandardizedConv2d(nn.Conv2d):
-    """A 3x3 conv whose filters are used standardized: each filter's weights shifted to mean 0 and scaled to
+    """A conv whose filters are used standardized: each filter's weights shifted to mean 0 and scaled to
     variance 1 at every forward pass (Qiao et al., "Micro-Batch Training with Batch-Channel Normalization and Weight
     Standardization", 2019). The norm after it no longer depends on the filters' sizes, which smooths the loss
     for the norms that compute their statistics per sample (GroupNorm with weight standardization is reported to

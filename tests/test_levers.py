@@ -33,13 +33,15 @@ from training.data import (
 from training.evaluate import evaluate
 from training.export import export_norm, finished, model_metadata
 from training.loop import TrainResult, averaged_model, make_optimizer, start_run, train
-from training.search.space import ARCHS
+from training.search.space import ARCHS, IN_SPACE
 
 CPU = torch.device("cpu")
 # Every lever off.
 TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3, flips="random", ema_decay=0.0, whiten_init=False)
 ALL_ON = dict(schedule="cosine", warmup_fraction=0.1, flips="alternate", crop_scale=0.5, crop_ratio=1.5,
               color_jitter=0.3, ema_decay=0.9, dirac_init=True, whiten_init=True, zero_residual=True)
+# The network every lever takes: the shipped one standardizes its filters, so none of them can start as an identity.
+PLAIN = "residual-silu"
 
 
 def test_a_lever_is_recorded_only_away_from_the_value_records_leave_out() -> None:
@@ -55,12 +57,13 @@ def test_a_lever_is_recorded_only_away_from_the_value_records_leave_out() -> Non
                                      "label_smoothing", "warmup_fraction", "crop_padding", "seed", "train_subset"}
     assert set(default.as_dict()) == set(before.as_dict()) | {"flips", "ema_decay", "whiten_init"}
     assert TrainConfig(recipe="published", arch="reference").levers() == {}  # its defaults are the recipe's
-    on = TrainConfig(**ALL_ON)
+    on = TrainConfig(arch=PLAIN, **ALL_ON)
     assert on.levers() == ALL_ON and ALL_ON.items() <= on.as_dict().items()
 
 
 @pytest.mark.parametrize("config", [
-    TrainConfig(norm="gn", gn_groups=8, lr=0.05, **ALL_ON), TrainConfig(recipe="published", arch="reference"),
+    TrainConfig(norm="gn", gn_groups=8, lr=0.05, arch=PLAIN, **ALL_ON),
+    TrainConfig(recipe="published", arch="reference"),
     replace(TINY, norm="ln"), TrainConfig(),
 ])
 def test_a_checkpoints_record_gives_back_the_settings_it_was_trained_with(config: TrainConfig) -> None:
@@ -131,7 +134,7 @@ def test_with_ema_the_average_is_evaluated_and_exported(synthetic_split: Split, 
 
 def test_with_every_lever_on_a_resumed_run_ends_with_the_same_weights(synthetic_split: Split,
                                                                        tmp_path: Path) -> None:
-    config = replace(TINY, **ALL_ON)
+    config = replace(TINY, arch=PLAIN, **ALL_ON)
     straight = train(config, synthetic_split, synthetic_split.subset(64), CPU, tmp_path / "a", progress=False)
 
     def stop_after_first(epoch: int) -> None:
@@ -168,9 +171,12 @@ def test_dirac_init_makes_each_conv_that_can_be_an_identity_one() -> None:
     depthwise = separable.features[1][0][0]
     assert dirac_init(separable) == 9  # its 1x1 convs widen, and its depthwise convs are identities
     torch.testing.assert_close(depthwise(torch.ones(1, 32, 4, 4)), torch.ones(1, 32, 4, 4))
-    started = start_run(TrainConfig(dirac_init=True, whiten_init=False), 10)
+    started = start_run(TrainConfig(arch=PLAIN, dirac_init=True, whiten_init=False), 10)
     torch.testing.assert_close(started.model.features[3].body[0][0](y), y)
-    assert not torch.allclose(start_run(TrainConfig(whiten_init=False), 10).model.features[3].body[0][0](y), y)
+    assert not torch.allclose(start_run(TrainConfig(arch=PLAIN, whiten_init=False), 10).model.features[3].body[0][0](y),
+                              y)
+    with pytest.raises(ConfigError, match="--dirac-init: the standardized network standardizes"):
+        TrainConfig(arch="standardized", dirac_init=True)
 
 
 # ---- residual blocks started as the identity -----------------------------------------------------------
@@ -344,8 +350,9 @@ def test_every_candidate_takes_2_4_and_8_groups_and_its_own_activation(arch: str
     network = repr(build_model(arch, "bn"))
     activation = {"residual-silu": "SiLU", "residual-gelu": "GELU"}.get(arch, "ReLU")
     assert activation in network and all(other not in network for other in {"SiLU", "GELU", "ReLU"} - {activation})
-    # The search scales every candidate's rates from the same ones (RESIDUAL_LR); the shipped one has its own.
-    assert ARCHITECTURES[arch].lr == ARCHITECTURES["residual"].lr or arch == DEFAULT_ARCH
+    # The search scales every candidate's rates from the same ones (RESIDUAL_LR); residual-silu, whose layers the
+    # shipped network is built on, has the shipped rates.
+    assert ARCHITECTURES[arch].lr == ARCHITECTURES["residual"].lr or arch == IN_SPACE[DEFAULT_ARCH]
 
 
 def test_a_plan_whose_residual_block_changes_width_is_refused() -> None:
@@ -403,11 +410,13 @@ def test_a_standardized_conv_sees_only_the_shape_of_each_filter() -> None:
 
 @pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
 def test_the_standardized_network_standardizes_every_conv_but_the_whitened_first(norm: str) -> None:
-    shipped, standardized = build_model(DEFAULT_ARCH, norm), build_model("standardized", norm)
+    plain, standardized = build_model("residual-silu", norm), build_model("standardized", norm)
     convs = [m for m in standardized.modules() if isinstance(m, nn.Conv2d)]
     assert type(convs[0]) is nn.Conv2d and all(type(conv) is StandardizedConv2d for conv in convs[1:])
-    assert count_parameters(standardized) == count_parameters(shipped)
-    assert standardized.state_dict().keys() == shipped.state_dict().keys()
+    assert count_parameters(standardized) == count_parameters(plain)
+    assert standardized.state_dict().keys() == plain.state_dict().keys()
+    with pytest.raises(ValueError, match="not depthwise-separable ones"):
+        ResidualNet(norm, 4, plan=("c32p", "d64"), standardize=True)
 
 
 def test_channel_attention_scales_each_channel_of_each_image_by_its_own_gate() -> None:
@@ -428,6 +437,6 @@ def test_the_attention_network_ends_every_layer_with_channel_attention() -> None
     network = build_model("attention", "bn")
     layers = [m for m in network.modules() if isinstance(m, ConvNormAct)]
     assert len(layers) == 6 and all(isinstance(layer[-1], ChannelAttention) for layer in layers)
-    assert count_parameters(network) == count_parameters(build_model(DEFAULT_ARCH, "bn")) + 6 * 3
+    assert count_parameters(network) == count_parameters(build_model("residual-silu", "bn")) + 6 * 3
     with pytest.raises(ValueError, match="not shared between a block's passes"):
         ResidualNet("bn", 4, plan=("c32p", "r32x2"), attention=True)

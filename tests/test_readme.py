@@ -187,3 +187,16 @@ def test_a_grid_cell_trained_before_its_recipe_changed_is_not_shown(tmp_path: Pa
     assert not describes_current_training({**today, "network": "0" * 16})
     # The published recipe has not changed: its records, which name no lever, still count.
     assert describes_current_training({"arch": "reference", "norm": "bn", "network": network, "recipe": "published"})
+
+
+def test_a_record_of_several_seeds_gives_each_seeds_accuracy_under_its_norm(tmp_path: Path) -> None:
+    from artifacts.trials import write_trials
+    from training.readme import trials_table
+
+    folder = CheckpointFolder(tmp_path)
+    models = {f"{norm}-seed{seed}": {"norm": norm, "seed": seed, "validation_accuracy": 0.8 + seed / 100}
+              for norm in NORMS for seed in (0, 1)}
+    write_trials(folder.trials, [{"command": "python -m training --norm all --validation --seeds 2",
+                                  "device": "CPU (1 thread)", "models": models}])
+    assert "| `--seeds 2` | CPU | 80.00%, 81.00% | 80.00%, 81.00% | 80.00%, 81.00% |" in trials_table(
+        folder, "validation_accuracy")

@@ -19,6 +19,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import torch
 
 from model import ARCHITECTURES, DEFAULT_ARCH, MEAN, NORMS, STD, build_model
+from model.network import StandardizedConv2d
 
 
 @dataclass(frozen=True)
@@ -209,9 +210,13 @@ class TrainConfig:
             object.__setattr__(self, "gn_groups", architecture.gn_groups)
         try:
             with torch.device("meta"):  # only the layer shapes are checked: no memory, no random numbers
-                build_model(self.arch, "gn", self.gn_groups)
+                network = build_model(self.arch, "gn", self.gn_groups)
         except ValueError as error:
             raise ConfigError(f"--gn-groups: {error}") from error
+        if self.dirac_init and any(isinstance(module, StandardizedConv2d) for module in network.modules()):
+            raise ConfigError(f"--dirac-init: the {self.arch} network standardizes its convs' filters, so they "
+                              "cannot start as identities; leave it out, or choose an --arch without "
+                              "weight standardization")
 
     @property
     def nesterov(self) -> bool:

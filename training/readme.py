@@ -94,6 +94,7 @@ def grid_table(folder: CheckpointFolder) -> str:
              ("reference", "ours", "reference × our recipe"),
              ("residual", "published", "ours with ReLU, as shipped before the search, × published recipe"),
              ("residual-gelu", "published", "ours with GELU, as shipped after trial 7, × published recipe"),
+             ("residual-silu", "published", "ours with SiLU, as shipped after trial 42, × published recipe"),
              (DEFAULT_ARCH, "published", f"ours ({count_parameters(build_model(DEFAULT_ARCH, 'bn')):,} parameters) "
                                           "× published recipe"),
              (DEFAULT_ARCH, "ours", "ours × ours (the shipped models)")]
@@ -172,7 +173,8 @@ def trials_table(folder: CheckpointFolder, key: str) -> str:
         if key == "test_accuracy" and any("validation_accuracy" in model for model in models.values()):
             continue  # runs on the validation split are in the validation table
         row = merged.setdefault((trial_setting(trial["command"]), trial["device"].split(" (")[0]), {})
-        for norm, model in models.items():
+        for name, model in models.items():
+            norm = model.get("norm", name)  # a record of several seeds names its models "bn-seed0", ...
             if key in model:
                 row[norm] = percent(model[key]) if norm not in row else f"{row[norm]}, {percent(model[key])}"
     rows = [[f"`{setting}`", device, *(cells.get(norm, "") for norm in NORMS)]
