@@ -117,6 +117,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         # residual-silu's layers, each followed by efficient channel attention: 6 x 3 = 18 parameters added (49,930).
         shipped_recipe_on("attention", "residual-silu with channel attention (ECA) after every layer",
                           ResidualNet.plan, attention=True),
+        # Both screened levers at once: the shipped network with channel attention after every layer (49,930).
+        shipped_recipe_on("standardized-attention", "the shipped network (standardized) with channel attention (ECA) "
+                          "after every layer", ResidualNet.plan, standardize=True, attention=True),
     )
 }
 DEFAULT_ARCH = "standardized"
