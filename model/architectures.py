@@ -29,6 +29,7 @@ class Architecture:
     crop_padding: int  # reflect padding before the random 32x32 crop
     published: dict[str, PublishedRun] = field(default_factory=dict)  # per norm, where its authors published one
     published_recipe: str | None = None  # the recipe (training.config.RECIPES) those runs used
+    built_on: str | None = None  # the record whose layers and recipe this one takes, changed by ResidualNet's options
 
 
 def residual_network(plan: tuple[str, ...], activation: str = "relu",
@@ -46,11 +47,12 @@ RESIDUAL_LR = {"bn": 0.3, "gn": 0.2, "ln": 0.1}
 SILU_LR = {"bn": 0.484033, "gn": 0.195329, "ln": 0.136891}
 
 
-def shipped_recipe_on(name: str, description: str, plan: tuple[str, ...], **options: bool) -> Architecture:
+def shipped_recipe_on(name: str, description: str, plan: tuple[str, ...], built_on: str | None = None,
+                      **options: bool) -> Architecture:
     """A record for a plan of layers (and ``ResidualNet``'s options) with the shipped network's activation, rates,
-    crops and groups."""
+    crops and groups; ``built_on`` names the record whose layers the options change."""
     return Architecture(name, description, residual_network(plan, "silu", **options), gn_groups=4, lr=SILU_LR,
-                        crop_padding=2)
+                        crop_padding=2, built_on=built_on)
 
 
 # The residual network's learning rates, crop padding and group count were first chosen on test
@@ -113,13 +115,14 @@ ARCHITECTURES: dict[str, Architecture] = {
         # The shipped network: residual-silu's layers, each conv but the first used with standardized filters (no
         # parameters added), screened by hand and confirmed on validation over three seeds (README, "Search").
         shipped_recipe_on("standardized", "the project's own with SiLU and weight-standardized convs (all but the "
-                          "first), shipped", ResidualNet.plan, standardize=True),
+                          "first), shipped", ResidualNet.plan, built_on="residual-silu", standardize=True),
         # residual-silu's layers, each followed by efficient channel attention: 6 x 3 = 18 parameters added (49,930).
         shipped_recipe_on("attention", "residual-silu with channel attention (ECA) after every layer",
-                          ResidualNet.plan, attention=True),
+                          ResidualNet.plan, built_on="residual-silu", attention=True),
         # Both screened levers at once: the shipped network with channel attention after every layer (49,930).
         shipped_recipe_on("standardized-attention", "the shipped network (standardized) with channel attention (ECA) "
-                          "after every layer", ResidualNet.plan, standardize=True, attention=True),
+                          "after every layer", ResidualNet.plan, built_on="standardized", standardize=True,
+                          attention=True),
     )
 }
 DEFAULT_ARCH = "standardized"

@@ -33,7 +33,7 @@ from training.data import (
 from training.evaluate import evaluate
 from training.export import export_norm, finished, model_metadata
 from training.loop import TrainResult, averaged_model, make_optimizer, start_run, train
-from training.search.space import ARCHS, IN_SPACE
+from training.search.space import ARCHS, in_space
 
 CPU = torch.device("cpu")
 # Every lever off.
@@ -352,7 +352,7 @@ def test_every_candidate_takes_2_4_and_8_groups_and_its_own_activation(arch: str
     assert activation in network and all(other not in network for other in {"SiLU", "GELU", "ReLU"} - {activation})
     # The search scales every candidate's rates from the same ones (RESIDUAL_LR); residual-silu, whose layers the
     # shipped network is built on, has the shipped rates.
-    assert ARCHITECTURES[arch].lr == ARCHITECTURES["residual"].lr or arch == IN_SPACE[DEFAULT_ARCH]
+    assert ARCHITECTURES[arch].lr == ARCHITECTURES["residual"].lr or arch == in_space(DEFAULT_ARCH)
 
 
 def test_a_plan_whose_residual_block_changes_width_is_refused() -> None:

@@ -35,7 +35,7 @@ from training.search.record import (
     recorded_study,
     trial_records,
 )
-from training.search.space import ARCHS, IN_SPACE, JOINED_LATER, baseline, suggest, trial_configs
+from training.search.space import ARCHS, JOINED_LATER, baseline, in_space, suggest, trial_configs
 from training.search.storage import HOST, HeartbeatJournalStorage, SearchError, open_study
 
 NORMS = ["bn", "gn", "ln"]
@@ -50,13 +50,20 @@ def storage_in(tmp_path: Path, **options) -> HeartbeatJournalStorage:
 
 def test_the_first_trial_of_a_study_is_exactly_the_shipped_recipe_on_validation_in_the_spaces_terms() -> None:
     # The shipped network is not one the space can draw: the recipe is trained on the one it is built from.
-    assert DEFAULT_ARCH not in ARCHS and IN_SPACE[DEFAULT_ARCH] in ARCHS
+    assert DEFAULT_ARCH not in ARCHS and in_space(DEFAULT_ARCH) in ARCHS
     for config in trial_configs(baseline(NORMS), NORMS, epochs=20):
-        assert config == TrainConfig(norm=config.norm, arch=IN_SPACE[DEFAULT_ARCH], validation=True), config.norm
+        assert config == TrainConfig(norm=config.norm, arch=in_space(DEFAULT_ARCH), validation=True), config.norm
     shipped = ARCHITECTURES[DEFAULT_ARCH]
-    assert shipped.lr == ARCHITECTURES[IN_SPACE[DEFAULT_ARCH]].lr  # the shipped rates, crops and groups
-    assert (shipped.crop_padding, shipped.gn_groups) == (ARCHITECTURES[IN_SPACE[DEFAULT_ARCH]].crop_padding,
-                                                         ARCHITECTURES[IN_SPACE[DEFAULT_ARCH]].gn_groups)
+    assert shipped.lr == ARCHITECTURES[in_space(DEFAULT_ARCH)].lr  # the shipped rates, crops and groups
+    assert (shipped.crop_padding, shipped.gn_groups) == (ARCHITECTURES[in_space(DEFAULT_ARCH)].crop_padding,
+                                                         ARCHITECTURES[in_space(DEFAULT_ARCH)].gn_groups)
+
+
+def test_a_network_outside_the_space_is_read_as_the_one_in_it_that_it_is_built_on() -> None:
+    assert in_space("standardized-attention") == "residual-silu"  # built on standardized, built on residual-silu
+    assert in_space("residual-gelu") == "residual-gelu"  # in the space already
+    assert in_space("early") == "early"  # built on none: left as it is, and a study refuses it
+    assert all(arch.built_on in ARCHITECTURES for arch in ARCHITECTURES.values() if arch.built_on is not None)
 
 
 def test_a_trial_from_before_a_name_joined_the_space_trains_at_that_names_old_value() -> None:
@@ -314,7 +321,7 @@ def test_a_study_screens_prunes_and_continues_a_killed_workers_trial(cifar_dir: 
     killed, retried = trials[2], trials[3]
     assert killed.state == TrialState.FAIL and retried.state == TrialState.COMPLETE
     assert retried.params == killed.params and retried.system_attrs["failed_trial"] == 2
-    assert f"Resuming {IN_SPACE[DEFAULT_ARCH]}/bn" in output and "after epoch 1" in output
+    assert f"Resuming {in_space(DEFAULT_ARCH)}/bn" in output and "after epoch 1" in output
     assert retried.intermediate_values[1] == killed.intermediate_values[1]
     assert sorted(retried.intermediate_values) == [1, 2, 3]
 

@@ -14,17 +14,24 @@ from typing import Any
 import optuna
 
 from artifacts.trials import changed_settings
-from model.architectures import RESIDUAL_LR
+from model.architectures import ARCHITECTURES, RESIDUAL_LR
 from training.config import LEVERS, TrainConfig
 
 # Fixed, in this order: a study refuses a categorical whose choices changed. "residual" was the shipped
 # network when the study began (its trial 0), "residual-gelu" the one shipped after trial 7, "residual-silu" after
 # trial 42.
 ARCHS = ["residual", "residual-silu", "residual-gelu", "late", "deep16", "separable"]
-# The shipped network joined the registry after the study began, so the space cannot draw it: in the space's
-# terms the shipped recipe is the one on the network it holds that the shipped one is built from (weight
-# standardization aside). A queued idea and a new study's first trial start from there.
-IN_SPACE = {"standardized": "residual-silu"}
+
+
+def in_space(arch: str) -> str:
+    """The network the space holds that ``arch`` is built on (``Architecture.built_on``, followed back), or
+    ``arch`` itself. The shipped network joined the registry after the study began, so the space cannot draw
+    it: in the space's terms the shipped recipe is the one on this network (the shipped one's options aside).
+    A queued idea and a new study's first trial start from there."""
+    start = arch
+    while arch not in ARCHS and ARCHITECTURES[arch].built_on is not None:
+        arch = ARCHITECTURES[arch].built_on
+    return arch if arch in ARCHS else start
 
 
 def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
@@ -73,11 +80,11 @@ def same_choices(first: dict[str, Any], second: dict[str, Any]) -> bool:
 
 
 def baseline(norms: list[str]) -> dict[str, Any]:
-    """The shipped recipe in the space's terms (its network as ``IN_SPACE`` holds it): the first trial of a new
+    """The shipped recipe in the space's terms (its network as ``in_space`` reads it): the first trial of a new
     study, so every other is compared with it."""
     default = TrainConfig()
     scales = {f"lr_scale_{norm}": TrainConfig(norm=norm).lr / RESIDUAL_LR[norm] for norm in norms}
-    return {"arch": IN_SPACE.get(default.arch, default.arch), **scales,
+    return {"arch": in_space(default.arch), **scales,
             "weight_decay": default.weight_decay, "label_smoothing": default.label_smoothing,
             "crop_padding": default.crop_padding, **{name: getattr(default, name) for name in LEVERS},
             "batch_size": default.batch_size,
