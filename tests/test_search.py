@@ -62,7 +62,7 @@ def test_the_first_trial_of_a_study_is_exactly_the_shipped_recipe_on_validation_
 def test_a_network_outside_the_space_is_read_as_the_one_in_it_that_it_is_built_on() -> None:
     assert in_space("standardized-attention") == "residual-silu"  # built on standardized, built on residual-silu
     assert in_space("residual-gelu") == "residual-gelu"  # in the space already
-    assert in_space("early") == "early"  # built on none: left as it is, and a study refuses it
+    assert in_space("early") == "early"  # built on none, outside the space: left as it is
     assert all(arch.built_on in ARCHITECTURES for arch in ARCHITECTURES.values() if arch.built_on is not None)
 
 
