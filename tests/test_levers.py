@@ -408,6 +408,40 @@ def test_a_standardized_conv_sees_only_the_shape_of_each_filter() -> None:
     torch.testing.assert_close(conv(x), before, rtol=3e-3, atol=3e-3)
 
 
+def test_a_standardized_conv_keeps_its_filters_only_while_its_weights_are_unchanged() -> None:
+    torch.manual_seed(0)
+    conv, x = StandardizedConv2d(8, 6, 3, padding=1, bias=False), torch.randn(2, 8, 5, 5)
+
+    def fresh() -> torch.Tensor:
+        weight = conv.weight.detach()
+        variance = weight.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        filters = (weight - weight.mean(dim=(1, 2, 3), keepdim=True)) / (variance + 1e-5).sqrt()
+        return nn.functional.conv2d(x, filters, padding=1)
+
+    # Training: the filters are computed anew, so the gradient reaches the raw weights.
+    conv(x).square().sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert conv.standardized_weight() is conv.standardized_weight()  # kept between calls
+        torch.testing.assert_close(conv(x), fresh())
+        conv.weight.mul_(torch.rand(6, 1, 1, 1) + 0.5).add_(torch.randn(6, 1, 1, 1))  # an optimizer step, say
+        torch.testing.assert_close(conv(x), fresh())
+        conv.load_state_dict({"weight": torch.randn(6, 8, 3, 3)})
+        torch.testing.assert_close(conv(x), fresh())
+        for _ in range(3):  # new storage each time; a freed address must not pass for the kept weights
+            conv.weight.data = torch.randn(6, 8, 3, 3)
+            torch.testing.assert_close(conv(x), fresh())
+    # The app's frozen models: filters kept under inference_mode serve Grad-CAM's backward pass.
+    conv.weight.data = torch.randn(6, 8, 3, 3)
+    conv.weight.requires_grad_(False)
+    with torch.inference_mode():
+        conv(x)
+    image = x.clone().requires_grad_(True)
+    conv(image).sum().backward()
+    assert image.grad is not None
+    torch.testing.assert_close(conv(x), fresh())
+
+
 @pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
 def test_the_standardized_network_standardizes_every_conv_but_the_whitened_first(norm: str) -> None:
     plain, standardized = build_model("residual-silu", norm), build_model("standardized", norm)
