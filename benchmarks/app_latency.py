@@ -5,7 +5,8 @@
     python benchmarks/app_latency.py --server-work    # CPU per handler call, and a session's size
 
 Prints medians and 95th percentiles in milliseconds. In process: the three models on one
-image's 32x32 pixels, the whole classification of an uploaded file (decode, resize, three
+image's 32x32 pixels (beside the same with the standardized filters computed anew at every
+call, taking turns), the whole classification of an uploaded file (decode, resize, three
 models), Grad-CAM for the three models, and the Inside tab's update (a norm layer of each of
 the three models, every panel drawn) beside the Classify tab's whole handler, taking turns.
 `--server-work` prints what the server itself does for one visitor, in process: the CPU time
@@ -92,6 +93,7 @@ def in_process(checkpoint_dir: Path, runs: int, threads: int) -> None:
     }
     pixels = prepare(uploads[f"{example.name} (32x32 PNG)"])[0]
     print(f"\nthree models, one image's 32x32 pixels:          {summary(timed(lambda: bank.predict(pixels), runs))}")
+    kept_beside_recomputed(bank, pixels, runs)
     for name, data in uploads.items():
         count = runs if len(data) < 1_000_000 else max(runs // 5, 10)
         times = timed(lambda data=data: bank.predict(prepare(data)[0]), count, warmup=3)
@@ -105,6 +107,32 @@ def in_process(checkpoint_dir: Path, runs: int, threads: int) -> None:
 
     print(f"Grad-CAM + overlay for all three models (last layer): {summary(timed(cams, max(runs // 2, 10)))}")
     inside_beside_classify(checkpoint_dir, max(runs // 2, 10))
+
+
+def kept_beside_recomputed(bank: Any, pixels: np.ndarray, runs: int) -> None:
+    """The three models on one image with their standardized filters kept between calls (as served) and computed
+    anew at every call (as every call did before they were kept), taking turns."""
+    from model.network import StandardizedConv2d, standardize_filters
+
+    convs = [m for loaded in bank.models.values() for m in loaded.network.modules()
+             if isinstance(m, StandardizedConv2d)]
+    if not convs:
+        return
+
+    def recomputed() -> None:
+        for conv in convs:  # an instance attribute shadows the method that keeps the filters
+            conv.standardized_weight = lambda conv=conv: standardize_filters(conv.weight)
+        try:
+            bank.predict(pixels)
+        finally:
+            for conv in convs:
+                del conv.standardized_weight
+
+    times = interleaved({"kept": lambda: bank.predict(pixels), "recomputed": recomputed}, runs)
+    kept, anew = (float(np.median(times[name])) for name in ("kept", "recomputed"))
+    print(f"  standardized filters kept (served):           {summary(times['kept'])}")
+    print(f"  the same, filters computed anew at each call: {summary(times['recomputed'])}   "
+          f"{anew / kept:.2f}x the kept filters' time")
 
 
 def interleaved(functions: dict[str, object], runs: int, before_each=None, warmup: int = 3) -> dict[str, list[float]]:

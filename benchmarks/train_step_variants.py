@@ -22,7 +22,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model import build_model  # noqa: E402
+from model import ARCHITECTURES, DEFAULT_ARCH, build_model  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.loop import keep_freed_memory, make_optimizer  # noqa: E402
 
@@ -81,7 +81,8 @@ def time_step(step: Callable[[], None], steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="residual")
+    parser.add_argument("--arch", default=DEFAULT_ARCH, choices=list(ARCHITECTURES),
+                        help="the network (default: the shipped one)")
     add_step_arguments(parser, "variant")
     args = parser.parse_args()
     keep_freed_memory()

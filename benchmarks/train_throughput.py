@@ -25,7 +25,7 @@ from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model import MEAN, STD, build_model  # noqa: E402
+from model import ARCHITECTURES, DEFAULT_ARCH, MEAN, STD, build_model  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import (  # noqa: E402
     Split,
@@ -104,7 +104,8 @@ def common_batches(data_dir: Path, batch_size: int, padding: int, workers: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
-    parser.add_argument("--arch", default="residual")
+    parser.add_argument("--arch", default=DEFAULT_ARCH, choices=list(ARCHITECTURES),
+                        help="the network (default: the shipped one)")
     parser.add_argument("--norm", default="bn")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=40, help="timed steps per round")

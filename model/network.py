@@ -80,12 +80,12 @@ class StandardizedConv2d(nn.Conv2d):
     def standardized_weight(self) -> Tensor:
         weight = self.weight
         if weight.requires_grad and torch.is_grad_enabled():
-            return _standardize_filters(weight)
+            return standardize_filters(weight)
         if not self._still_kept(weight):
             # An ordinary tensor even under inference_mode: Grad-CAM later runs the same conv with autograd on,
             # which must be able to save the filters for its backward pass.
             with torch.inference_mode(False), torch.no_grad():
-                self._kept = (weight.detach(), weight._version, _standardize_filters(weight))
+                self._kept = (weight.detach(), weight._version, standardize_filters(weight))
         return self._kept[2]
 
     def _still_kept(self, weight: Tensor) -> bool:
@@ -102,7 +102,7 @@ class StandardizedConv2d(nn.Conv2d):
         return self._conv_forward(x, self.standardized_weight(), self.bias)
 
 
-def _standardize_filters(weight: Tensor) -> Tensor:
+def standardize_filters(weight: Tensor) -> Tensor:
     mean = weight.mean(dim=(1, 2, 3), keepdim=True)
     variance = weight.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
     return (weight - mean) * torch.rsqrt(variance + 1e-5)
