@@ -200,3 +200,16 @@ def test_a_record_of_several_seeds_gives_each_seeds_accuracy_under_its_norm(tmp_
                                   "device": "CPU (1 thread)", "models": models}])
     assert "| `--seeds 2` | CPU | 80.00%, 81.00% | 80.00%, 81.00% | 80.00%, 81.00% |" in trials_table(
         folder, "validation_accuracy")
+
+
+def test_the_networks_table_lists_every_record_with_its_parameters() -> None:
+    from model import ARCHITECTURES, DEFAULT_ARCH, count_parameters
+    from training.readme import architectures_table
+
+    rows = {line.split(" | ")[0].strip("| "): line for line in architectures_table(CheckpointFolder(CHECKPOINTS))
+            .splitlines()[2:]}
+    assert len(rows) == len(ARCHITECTURES)
+    for name, record in ARCHITECTURES.items():
+        key = f"`{name}`" + (" (default)" if name == DEFAULT_ARCH else "")
+        parameters = count_parameters(build_model(name, "ln"))
+        assert rows[key] == f"| {key} | {record.description} | {parameters:,} |"

@@ -333,8 +333,20 @@ def calibration_differences(folder: CheckpointFolder) -> str:
     return markdown_table(["Expected calibration error (points)", *PAIR_HEADERS], [row])
 
 
+def architectures_table(_: CheckpointFolder) -> str:
+    """Every network ``--arch`` can build, from its record, with the parameters it has (the same for each norm)."""
+    rows = []
+    for name, record in ARCHITECTURES.items():
+        with torch.device("meta"):
+            parameters = {count_parameters(build_model(name, norm)) for norm in NORMS}
+        shown = " to ".join(f"{count:,}" for count in sorted(parameters))
+        rows.append([f"`{name}`" + (" (default)" if name == DEFAULT_ARCH else ""), record.description, shown])
+    return markdown_table(["`--arch`", "what it is", "parameters"], rows, right=2)
+
+
 SECTIONS: dict[str, Callable[[CheckpointFolder], str]] = {
     "results": results_table,
+    "architectures": architectures_table,
     "differences": differences_list,
     "grid": grid_table,
     "reproduction": reproduction_table,
