@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
@@ -86,7 +87,7 @@ def test_the_published_runs_are_set_against_the_spread_of_ours(tmp_path: Path) -
 def test_the_search_tables_rank_candidates_and_say_what_each_changes(tmp_path: Path) -> None:
     from artifacts.trials import write_trials
     from training.readme import confirmation_table, screening_table
-    from training.search.space import baseline
+    from training.search.space import baseline, shipped_values, suggest
 
     def trial(study: str, number: int, state: str, value: float | None, params: dict, epochs: int = 8,
               **extra) -> dict:
@@ -98,8 +99,9 @@ def test_the_search_tables_rank_candidates_and_say_what_each_changes(tmp_path: P
 
     # Each candidate is described by what it changes from the recipe shipped now, the study's start too.
     shipped = baseline(["bn", "gn", "ln"])
-    start = {**shipped, "arch": "residual", "ema_decay": 0.0}
-    better = {**shipped, "dirac_init": True}
+    start = suggest(optuna.trial.FixedTrial({**shipped_values(["bn", "gn", "ln"]), "arch": "residual",
+                                             "ema_decay": 0.0}), ["bn", "gn", "ln"])
+    better = {**shipped, "attention": True}
     folder = CheckpointFolder(tmp_path)
     write_trials(folder.trials, [
         trial("screen", 0, "COMPLETE", 0.80, start),
@@ -115,12 +117,12 @@ def test_the_search_tables_rank_candidates_and_say_what_each_changes(tmp_path: P
     assert lines[0].startswith("4 candidates screened (2 complete, 1 pruned, 1 stopped, waiting to continue), "
                                "8 epochs each on 45,000 training")
     assert [line.split(" | ")[:3] for line in lines[4:]] == [
-        ["| 3", "complete", "dirac_init=True"], ["| 0", "complete", "arch=residual, ema_decay=0"],
+        ["| 3", "complete", "attention=True"], ["| 0", "complete", "arch=residual, ema_decay=0"],
         ["| 1", "pruned after epoch 3", "weight_decay=0.0001"],
         ["| 5", "stopped, waiting to continue", "arch=residual, ema_decay=0"]]
     assert lines[4].endswith("| 82.00% | 83.00% | 82.00% | 81.00% |")
     [row] = confirmation_table(folder).splitlines()[2:]
-    assert row == ("| 3 | dirac_init=True | 20 | 0 (0), 1 (1) | 87.50 ± 0.71 | 86.50 ± 0.71 "
+    assert row == ("| 3 | attention=True | 20 | 0 (0), 1 (1) | 87.50 ± 0.71 | 86.50 ± 0.71 "
                    "| 85.50 ± 0.71 |")
 
 

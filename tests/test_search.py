@@ -35,11 +35,29 @@ from training.search.record import (
     recorded_study,
     trial_records,
 )
-from training.search.space import ARCHS, JOINED_LATER, baseline, in_space, suggest, trial_configs
+from training.search.space import (
+    ARCHS,
+    JOINED_LATER,
+    NETWORK_OPTIONS,
+    archs_with_options,
+    baseline,
+    changes_from_shipped,
+    in_space,
+    network_for,
+    network_options,
+    shipped_values,
+    suggest,
+    trial_configs,
+)
 from training.search.storage import HOST, HeartbeatJournalStorage, SearchError, open_study
 
 NORMS = ["bn", "gn", "ln"]
 SHIPPED_TRIALS = ROOT / "checkpoints" / "trials.json"
+
+
+def as_drawn(**changes) -> dict:
+    """The shipped recipe with ``changes``, in the names the space draws with them."""
+    return suggest(optuna.trial.FixedTrial({**shipped_values(NORMS), **changes}), NORMS)
 
 
 def storage_in(tmp_path: Path, **options) -> HeartbeatJournalStorage:
@@ -49,10 +67,12 @@ def storage_in(tmp_path: Path, **options) -> HeartbeatJournalStorage:
 # ---- the space ------------------------------------------------------------------------------------------
 
 def test_the_first_trial_of_a_study_is_exactly_the_shipped_recipe_on_validation_in_the_spaces_terms() -> None:
-    # The shipped network is not one the space can draw: the recipe is trained on the one it is built from.
+    # The shipped network joined the registry after the study began: the space draws it as the network it is built
+    # on with its options, and trains the shipped network itself.
     assert DEFAULT_ARCH not in ARCHS and in_space(DEFAULT_ARCH) in ARCHS
+    assert baseline(NORMS)["arch"] == in_space(DEFAULT_ARCH) and baseline(NORMS)["standardize"] is True
     for config in trial_configs(baseline(NORMS), NORMS, epochs=20):
-        assert config == TrainConfig(norm=config.norm, arch=in_space(DEFAULT_ARCH), validation=True), config.norm
+        assert config == TrainConfig(norm=config.norm, validation=True), config.norm
     shipped = ARCHITECTURES[DEFAULT_ARCH]
     assert shipped.lr == ARCHITECTURES[in_space(DEFAULT_ARCH)].lr  # the shipped rates, crops and groups
     assert (shipped.crop_padding, shipped.gn_groups) == (ARCHITECTURES[in_space(DEFAULT_ARCH)].crop_padding,
@@ -66,12 +86,36 @@ def test_a_network_outside_the_space_is_read_as_the_one_in_it_that_it_is_built_o
     assert all(arch.built_on in ARCHITECTURES for arch in ARCHITECTURES.values() if arch.built_on is not None)
 
 
+@pytest.mark.parametrize(("options", "arch"), [
+    ({}, "residual-silu"), ({"standardize": True}, "standardized"), ({"attention": True}, "attention"),
+    ({"standardize": True, "attention": True}, "standardized-attention"),
+])
+def test_a_trial_trains_the_network_its_arch_and_options_name(options: dict, arch: str) -> None:
+    params = {**baseline(NORMS), **dict.fromkeys(NETWORK_OPTIONS, False), **options}
+    assert {config.arch for config in trial_configs(params, NORMS, epochs=8)} == {arch}
+    assert network_options(arch) == {**dict.fromkeys(NETWORK_OPTIONS, False), **options}
+
+
+def test_only_a_network_with_optional_versions_draws_the_options_and_only_an_unstandardized_one_an_identity_start(
+) -> None:
+    assert archs_with_options() == ["residual-silu"]
+    late = suggest(optuna.trial.FixedTrial({**baseline(NORMS), "arch": "late", "dirac_init": True}), NORMS)
+    assert not set(NETWORK_OPTIONS) & set(late) and late["dirac_init"] is True
+    assert "dirac_init" not in baseline(NORMS)  # the shipped network is standardized
+    assert changes_from_shipped({**late, "dirac_init": False}, NORMS) == "arch=late"
+    with pytest.raises(ValueError, match="no network is late with attention"):
+        network_for("late", {"standardize": False, "attention": True})
+
+
 def test_a_trial_from_before_a_name_joined_the_space_trains_at_that_names_old_value() -> None:
     # Trial 7 ran at batch 256, unwhitened, before those names joined the space; confirming it again today must
     # train that, not the batch size and start our recipe defaults to now.
     old = {key: value for key, value in baseline(NORMS).items() if key not in JOINED_LATER}
     for config in trial_configs(old, NORMS, epochs=20):
-        assert {name: getattr(config, name) for name in JOINED_LATER} == JOINED_LATER, config.norm
+        settings = {name: getattr(config, name) for name in JOINED_LATER if name not in NETWORK_OPTIONS}
+        assert settings == {name: JOINED_LATER[name] for name in settings}, config.norm
+        assert network_options(config.arch) == {name: JOINED_LATER[name] for name in NETWORK_OPTIONS}
+    assert changes_from_shipped(old, NORMS) == "batch_size=256, whiten_init=False, standardize=False"
     assert TrainConfig().batch_size != JOINED_LATER["batch_size"]  # else this test could not fail
 
 
@@ -84,10 +128,13 @@ def test_a_trial_from_before_a_name_joined_the_space_trains_at_that_names_old_va
      "gn_groups": 8, "batch_size": 128, "whiten_init": True, "zero_residual": True},
 ])
 def test_each_trial_command_trains_exactly_the_trials_config(choices: dict) -> None:
-    params = suggest(optuna.trial.FixedTrial({**baseline(NORMS), **choices}), NORMS)
+    params = as_drawn(**choices)
     for config in trial_configs(params, NORMS, epochs=8, train_subset=3000):
-        shared = {key: value for key, value in params.items() if hasattr(config, key) and key != "gn_groups"}
+        shared = {key: value for key, value in params.items()
+                  if hasattr(config, key) and key not in ("gn_groups", "arch")}
         assert {key: getattr(config, key) for key in shared} == shared, config.norm
+        assert in_space(config.arch) == params["arch"], config.norm
+        assert network_options(config.arch) == {name: params.get(name, False) for name in NETWORK_OPTIONS}
         words = shlex.split(command_for(config).replace("PATH", "data"))
         assert words[:3] == ["python", "-m", "training"]
         _, [parsed] = training_args(words[3:])
@@ -117,7 +164,7 @@ def test_an_idea_is_queued_with_the_rest_as_shipped_and_one_outside_the_space_is
         states=(TrialState.WAITING,))
     # The shipped recipe first, as in every new study; {} is the shipped recipe, so it is there once.
     assert [trial.system_attrs["fixed_params"] for trial in waiting] == [
-        baseline(NORMS), {**baseline(NORMS), "ema_decay": 0.99, "arch": "late"}]
+        baseline(NORMS), as_drawn(ema_decay=0.99, arch="late")]
 
 
 def test_a_trial_from_before_a_name_joined_the_space_is_the_same_candidate_at_that_names_old_value(
@@ -125,23 +172,28 @@ def test_a_trial_from_before_a_name_joined_the_space_is_the_same_candidate_at_th
     where = ["--checkpoint-dir", str(tmp_path)]
     assert main([*where, "--enqueue", '{"arch": "late"}']) == 0
     study = optuna.load_study(study_name=SCREEN, storage=storage_in(tmp_path))
-    drawn = study.ask()
-    suggest(drawn, NORMS)
-    study.tell(drawn, state=TrialState.FAIL)
-    # Run before the batch size and the whitening joined the space: it names neither, and ran at 256, unwhitened.
-    old = {key: value for key, value in {**baseline(NORMS), "weight_decay": 0.001}.items()
-           if key not in ("batch_size", "whiten_init")}
-    study.add_trial(optuna.trial.create_trial(params=old, distributions={k: drawn.distributions[k] for k in old},
+    distributions = {}
+    for _ in range(2):  # the shipped recipe, queued first in a new study, then the idea
+        drawn = study.ask()
+        suggest(drawn, NORMS)
+        study.tell(drawn, state=TrialState.FAIL)
+        distributions |= drawn.distributions
+    # Run before the batch size and the whitening joined the space: it names neither, and ran at 256, unwhitened;
+    # nor the options of the network, which joined later still.
+    old = {key: value for key, value in as_drawn(weight_decay=0.001, standardize=False).items()
+           if key not in ("batch_size", "whiten_init", *NETWORK_OPTIONS)}
+    study.add_trial(optuna.trial.create_trial(params=old, distributions={k: distributions[k] for k in old},
                                               value=0.8))
     capsys.readouterr()
-    idea = '{"weight_decay": 0.001, "whiten_init": false'
+    idea = '{"weight_decay": 0.001, "whiten_init": false, "standardize": false'
     assert main([*where, "--enqueue", idea + ', "batch_size": 256}', "--enqueue", idea + "}",  # the rest as shipped
                  "--enqueue", '{"arch": "late"}']) == 0
     again, new = "already in the study, not queued again: ", "queued: "
+    unstandardized = dict.fromkeys(NETWORK_OPTIONS, False)
     assert capsys.readouterr().out.splitlines() == [
-        again + json.dumps({**old, "batch_size": 256, "whiten_init": False}, sort_keys=True),
-        new + json.dumps({**old, "batch_size": 128, "whiten_init": False}, sort_keys=True),
-        again + json.dumps({**baseline(NORMS), "arch": "late"}, sort_keys=True),  # queued and not yet run
+        again + json.dumps({**old, "batch_size": 256, "whiten_init": False, **unstandardized}, sort_keys=True),
+        new + json.dumps({**old, "batch_size": 128, "whiten_init": False, **unstandardized}, sort_keys=True),
+        again + json.dumps(as_drawn(arch="late"), sort_keys=True),  # queued and not yet run
     ]
 
 
@@ -321,7 +373,7 @@ def test_a_study_screens_prunes_and_continues_a_killed_workers_trial(cifar_dir: 
     killed, retried = trials[2], trials[3]
     assert killed.state == TrialState.FAIL and retried.state == TrialState.COMPLETE
     assert retried.params == killed.params and retried.system_attrs["failed_trial"] == 2
-    assert f"Resuming {in_space(DEFAULT_ARCH)}/bn" in output and "after epoch 1" in output
+    assert f"Resuming {DEFAULT_ARCH}/bn" in output and "after epoch 1" in output
     assert retried.intermediate_values[1] == killed.intermediate_values[1]
     assert sorted(retried.intermediate_values) == [1, 2, 3]
 

@@ -4,7 +4,7 @@
     python -m training.search --confirm 3         # the 3 best screened candidates at 20 epochs, 2 seeds each
     python -m training.search --confirm-trial 7   # screened trial 7 at 20 epochs, 2 seeds (--seeds)
     python -m training.search --record           # what has been screened, pruned and confirmed; the best
-    python -m training.search --enqueue '{"dirac_init": true}'  # screen this idea next (the rest as shipped)
+    python -m training.search --enqueue '{"attention": true}'   # screen this idea next (the rest as shipped)
     python -m training.search --import-trials checkpoints/trials.json   # fold the runs made by hand into it
 
 The studies live in one Optuna journal, ``checkpoints/search/journal.log`` (``--checkpoint-dir``):

@@ -23,20 +23,47 @@ from training.config import LEVERS, TrainConfig
 ARCHS = ["residual", "residual-silu", "residual-gelu", "late", "deep16", "separable"]
 
 
+# ResidualNet's options a trial may switch on. A network that joined the registry after the study began cannot be
+# one of ARCHS; one built on a network of ARCHS with these options is drawn as that network with its options (the
+# shipped network, "standardized", is "residual-silu" with standardize). They joined the space after trial 94.
+NETWORK_OPTIONS = ("standardize", "attention")
+
+
 def in_space(arch: str) -> str:
     """The network the space holds that ``arch`` is built on (``Architecture.built_on``, followed back), or
-    ``arch`` itself. The shipped network joined the registry after the study began, so the space cannot draw
-    it: in the space's terms the shipped recipe is the one on this network (the shipped one's options aside).
-    A queued idea and a new study's first trial start from there."""
+    ``arch`` itself: ``arch`` is that network with ``network_options(arch)``."""
     start = arch
     while arch not in ARCHS and ARCHITECTURES[arch].built_on is not None:
         arch = ARCHITECTURES[arch].built_on
     return arch if arch in ARCHS else start
 
 
+def network_options(arch: str) -> dict[str, bool]:
+    """Which of ``NETWORK_OPTIONS`` the record ``arch`` switches on."""
+    keywords = getattr(ARCHITECTURES[arch].network, "keywords", {})
+    return {name: bool(keywords.get(name, False)) for name in NETWORK_OPTIONS}
+
+
+def archs_with_options() -> list[str]:
+    """The networks of ``ARCHS`` that some record builds on with options: a trial on one of them draws them."""
+    return [arch for arch in ARCHS
+            if any(in_space(name) == arch and any(network_options(name).values()) for name in ARCHITECTURES)]
+
+
+def network_for(arch: str, options: dict[str, bool]) -> str:
+    """The record that is ``arch`` with ``options`` (``arch`` itself when none is on); ValueError when none is."""
+    for name in ARCHITECTURES:
+        if in_space(name) == arch and network_options(name) == options:
+            return name
+    switched = ", ".join(name for name, on in options.items() if on)
+    raise ValueError(f"no network is {arch} with {switched}")
+
+
 def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
     """One set of choices for ``trial``: the same names and distributions in every trial of a study."""
     params: dict[str, Any] = {"arch": trial.suggest_categorical("arch", ARCHS)}
+    if params["arch"] in archs_with_options():
+        params.update({name: trial.suggest_categorical(name, [False, True]) for name in NETWORK_OPTIONS})
     for norm in norms:
         # A factor on the residual family's peak rate for the norm (RESIDUAL_LR: 0.3 / 0.2 / 0.1).
         params[f"lr_scale_{norm}"] = trial.suggest_float(f"lr_scale_{norm}", 0.5, 2.0, log=True)
@@ -49,7 +76,6 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
         color_jitter=trial.suggest_categorical("color_jitter", [0.0, 0.1, 0.2, 0.4]),
         flips=trial.suggest_categorical("flips", ["random", "alternate"]),
         ema_decay=trial.suggest_categorical("ema_decay", [0.0, 0.99, 0.995]),
-        dirac_init=trial.suggest_categorical("dirac_init", [False, True]),
         whiten_init=trial.suggest_categorical("whiten_init", [False, True]),
         zero_residual=trial.suggest_categorical("zero_residual", [False, True]),
         schedule=trial.suggest_categorical("schedule", ["one-cycle", "cosine"]),
@@ -58,6 +84,8 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
         # the space after the study began: its earlier trials ran at 256 and name no batch size.
         batch_size=trial.suggest_categorical("batch_size", [128, 256, 512]),
     )
+    if not params.get("standardize"):  # no identity survives standardizing the filters (TrainConfig refuses it)
+        params["dirac_init"] = trial.suggest_categorical("dirac_init", [False, True])
     if "gn" in norms:
         params["gn_groups"] = trial.suggest_categorical("gn_groups", [2, 4, 8])
     return params
@@ -65,7 +93,8 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
 
 # The names that joined the space after the study began, at the value every trial drawn before them ran with:
 # a trial that does not name one ran at this value.
-JOINED_LATER: dict[str, Any] = {"batch_size": 256, "whiten_init": False, "zero_residual": False}
+JOINED_LATER: dict[str, Any] = {"batch_size": 256, "whiten_init": False, "zero_residual": False,
+                                **dict.fromkeys(NETWORK_OPTIONS, False)}
 
 
 def in_full(params: dict[str, Any]) -> dict[str, Any]:
@@ -79,23 +108,30 @@ def same_choices(first: dict[str, Any], second: dict[str, Any]) -> bool:
     return in_full(first) == in_full(second)
 
 
-def baseline(norms: list[str]) -> dict[str, Any]:
-    """The shipped recipe in the space's terms (its network as ``in_space`` reads it): the first trial of a new
-    study, so every other is compared with it."""
+def shipped_values(norms: list[str]) -> dict[str, Any]:
+    """Every name of the space at the shipped recipe's value, those the shipped network is not drawn with too."""
     default = TrainConfig()
     scales = {f"lr_scale_{norm}": TrainConfig(norm=norm).lr / RESIDUAL_LR[norm] for norm in norms}
-    return {"arch": in_space(default.arch), **scales,
+    return {"arch": in_space(default.arch), **network_options(default.arch), **scales,
             "weight_decay": default.weight_decay, "label_smoothing": default.label_smoothing,
             "crop_padding": default.crop_padding, **{name: getattr(default, name) for name in LEVERS},
-            "batch_size": default.batch_size,
-            **({"gn_groups": default.gn_groups} if "gn" in norms else {})}
+            "batch_size": default.batch_size, **({"gn_groups": default.gn_groups} if "gn" in norms else {})}
+
+
+def baseline(norms: list[str]) -> dict[str, Any]:
+    """The shipped recipe in the space's terms (its network as ``in_space`` reads it, with its options): the first
+    trial of a new study, so every other is compared with it."""
+    return suggest(optuna.trial.FixedTrial(shipped_values(norms)), norms)  # the names drawn with these choices
 
 
 def changes_from_shipped(params: dict[str, Any], norms: list[str]) -> str:
     """A trial's choices that differ from the shipped recipe in the space's terms (``baseline``), in a line, each
     name that joined the space after the trial read at the value it ran with ("the shipped recipe" when none
     differ)."""
-    return changed_settings(in_full(params), baseline(norms))
+    trial, shipped = in_full(params), shipped_values(norms)
+    if trial["arch"] != shipped["arch"]:  # the options are those of the shipped network's layers
+        trial = {key: value for key, value in trial.items() if key not in NETWORK_OPTIONS}
+    return changed_settings(trial, shipped)
 
 
 def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
@@ -107,7 +143,7 @@ def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
         raise ValueError(f"an idea to queue is a JSON object such as '{{\"ema_decay\": 0.99}}': {error}") from None
     if not isinstance(idea, dict):
         raise ValueError(f"an idea to queue is a JSON object of the space's names, not {text!r}")
-    shipped = baseline(norms)
+    shipped = shipped_values(norms)
     params = {**shipped, **idea}
     unknown = sorted(set(params) - set(shipped))
     if unknown:
@@ -119,13 +155,23 @@ def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
         elif type(value) is not type(shipped[key]):
             raise ValueError(f"{key} takes values like {shipped[key]!r} ({type(shipped[key]).__name__}), "
                              f"not {value!r}")
+    # A name the drawn network does not take is refused when the idea names it, else left out, as the sampler
+    # leaves it out.
+    if params["arch"] not in archs_with_options():
+        named = [name for name in NETWORK_OPTIONS if idea.get(name)]
+        if named:
+            raise ValueError(f"{json.dumps(idea)} is outside the search space: {', '.join(named)} is drawn only "
+                             f"with arch {' or '.join(archs_with_options())}")
+        params.update(dict.fromkeys(NETWORK_OPTIONS, False))
+    if params.get("standardize") and params.get("dirac_init"):
+        raise ValueError(f"{json.dumps(idea)} is outside the search space: dirac_init is drawn only without "
+                         "standardize (no identity survives standardizing the filters)")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Optuna only warns when a number is outside its range
         try:
-            suggest(optuna.trial.FixedTrial(params), norms)
+            return suggest(optuna.trial.FixedTrial(params), norms)
         except (ValueError, UserWarning) as error:
             raise ValueError(f"{json.dumps(idea)} is outside the search space: {error}") from None
-    return params
 
 
 def trial_configs(params: dict[str, Any], norms: list[str], epochs: int, seed: int = 0,
@@ -134,7 +180,8 @@ def trial_configs(params: dict[str, Any], norms: list[str], epochs: int, seed: i
     ``validation=False`` gives the configs that train the shipped models on all 50,000 images)."""
     params = in_full(params)  # a trial from before a name joined the space ran at its old value, not today's default
     settings = {key: value for key, value in params.items()
-                if not key.startswith("lr_scale_") and key not in ("gn_groups", "seed")}
+                if not key.startswith("lr_scale_") and key not in ("gn_groups", "seed", *NETWORK_OPTIONS)}
+    settings["arch"] = network_for(params["arch"], {name: params[name] for name in NETWORK_OPTIONS})
     settings["weight_decay"] = float(f"{settings['weight_decay']:.4g}")  # a command one can read; 0.01% apart
     # The factors are on the rates every architecture of the space started from, fixed like ARCHS: a trial's
     # rates stay what it trained with when a shipped architecture's own rates change.
