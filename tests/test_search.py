@@ -278,8 +278,11 @@ def test_each_search_trial_of_the_record_has_the_commands_that_train_what_it_tra
         for command_line in record["commands"].values():
             _, [parsed] = training_args(shlex.split(command_line.replace("PATH", "data"))[3:])
             params = {**JOINED_LATER, **record["params"]}  # the names that joined the space after it ran
-            shared = [key for key in params if hasattr(parsed, key) and key not in ("gn_groups", "weight_decay")]
+            shared = [key for key in params
+                      if hasattr(parsed, key) and key not in ("gn_groups", "weight_decay", "arch")]
             assert {key: getattr(parsed, key) for key in shared} == {key: params[key] for key in shared}, record
+            assert in_space(parsed.arch) == params["arch"], record  # the network, with the options it drew
+            assert network_options(parsed.arch) == {name: params[name] for name in NETWORK_OPTIONS}, record
             assert parsed.weight_decay == pytest.approx(params["weight_decay"], rel=1e-3), record
             assert parsed.validation and parsed.epochs in (settings["epochs"], 20), record
 
