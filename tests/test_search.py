@@ -153,6 +153,7 @@ def test_an_idea_is_queued_with_the_rest_as_shipped_and_one_outside_the_space_is
                           ('{"widths": 3}', "not in the search space"), ('{"weight_decay": 1}', "out of the range"),
                           ('[1]', "JSON object"), ("{", "JSON object"),
                           ('{"dirac_init": 1}', "takes values like False"),
+                          ('{"dirac_init": true}', "cannot start as identities"),  # TrainConfig's reason
                           ('{"weight_decay": "0.001"}', "takes values like 0.0002527")]:
         assert main([*where, "--enqueue", '{"flips": "alternate"}', "--enqueue", idea]) == 2, idea
         assert message in capsys.readouterr().err, idea

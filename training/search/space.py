@@ -15,7 +15,7 @@ import optuna
 
 from artifacts.trials import changed_settings
 from model.architectures import ARCHITECTURES, RESIDUAL_LR
-from training.config import LEVERS, TrainConfig
+from training.config import LEVERS, ConfigError, TrainConfig
 
 # Fixed, in this order: a study refuses a categorical whose choices changed. "residual" was the shipped
 # network when the study began (its trial 0), "residual-gelu" the one shipped after trial 7, "residual-silu" after
@@ -163,9 +163,10 @@ def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
             raise ValueError(f"{json.dumps(idea)} is outside the search space: {', '.join(named)} is drawn only "
                              f"with arch {' or '.join(archs_with_options())}")
         params.update(dict.fromkeys(NETWORK_OPTIONS, False))
-    if params.get("standardize") and params.get("dirac_init"):
-        raise ValueError(f"{json.dumps(idea)} is outside the search space: dirac_init is drawn only without "
-                         "standardize (no identity survives standardizing the filters)")
+    try:  # what the settings cannot train together, TrainConfig says (the sampler never draws it)
+        trial_configs(params, norms, epochs=1)
+    except ConfigError as error:
+        raise ValueError(f"{json.dumps(idea)} is outside the search space: {error}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Optuna only warns when a number is outside its range
         try:
