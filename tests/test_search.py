@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import product
 from pathlib import Path
 
 import optuna
@@ -107,6 +108,18 @@ def test_only_a_network_with_optional_versions_draws_the_options_and_only_an_uns
         network_for("late", {"standardize": False, "attention": True})
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_set_of_choices_the_space_draws_can_train(arch: str) -> None:
+    # suggest leaves out what the drawn network cannot take; TrainConfig is what refuses it.
+    options = ([dict(zip(NETWORK_OPTIONS, values, strict=True)) for values in product([False, True], repeat=2)]
+               if arch in archs_with_options() else [{}])
+    for chosen in options:
+        for dirac in (False, True):
+            drawn = suggest(optuna.trial.FixedTrial({**baseline(NORMS), "arch": arch, **chosen, "dirac_init": dirac}),
+                            NORMS)
+            trial_configs(drawn, NORMS, epochs=1)  # raises ConfigError if the space drew what cannot train
+
+
 def test_a_trial_from_before_a_name_joined_the_space_trains_at_that_names_old_value() -> None:
     # Trial 7 ran at batch 256, unwhitened, before those names joined the space; confirming it again today must
     # train that, not the batch size and start our recipe defaults to now.
@@ -154,6 +167,8 @@ def test_an_idea_is_queued_with_the_rest_as_shipped_and_one_outside_the_space_is
                           ('[1]', "JSON object"), ("{", "JSON object"),
                           ('{"dirac_init": 1}', "takes values like False"),
                           ('{"dirac_init": true}', "cannot start as identities"),  # TrainConfig's reason
+                          ('{"arch": "attention"}', 'as {"arch": "residual-silu", "attention": true}'),
+                          ('{"arch": "resnet"}', "not in ("), ('{"gn_groups": 3}', "not in ("),
                           ('{"weight_decay": "0.001"}', "takes values like 0.0002527")]:
         assert main([*where, "--enqueue", '{"flips": "alternate"}', "--enqueue", idea]) == 2, idea
         assert message in capsys.readouterr().err, idea

@@ -136,7 +136,8 @@ def changes_from_shipped(params: dict[str, Any], norms: list[str]) -> str:
 
 def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
     """A full set of choices from a JSON object naming some of them (the rest as shipped), or a ValueError saying
-    which name or value the space does not hold, so a queued idea is one the sampler could have drawn."""
+    which name or value the space does not hold, or which settings cannot train together, so a queued idea is one
+    the sampler could have drawn."""
     try:
         idea = json.loads(text)
     except json.JSONDecodeError as error:
@@ -155,24 +156,33 @@ def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
         elif type(value) is not type(shipped[key]):
             raise ValueError(f"{key} takes values like {shipped[key]!r} ({type(shipped[key]).__name__}), "
                              f"not {value!r}")
-    # A name the drawn network does not take is refused when the idea names it, else left out, as the sampler
-    # leaves it out.
+    arch = params["arch"]
+    if arch in ARCHITECTURES and arch not in ARCHS and in_space(arch) in ARCHS:  # drawn as a network with options
+        spelled = {"arch": in_space(arch), **{name: True for name, on in network_options(arch).items() if on}}
+        raise ValueError(f"{json.dumps(idea)} is outside the search space, which draws the {arch} network "
+                         f"as {json.dumps(spelled)}")
+    # An option the drawn network does not take is refused when the idea switches it on, else left out, as the
+    # sampler leaves it out.
     if params["arch"] not in archs_with_options():
         named = [name for name in NETWORK_OPTIONS if idea.get(name)]
         if named:
             raise ValueError(f"{json.dumps(idea)} is outside the search space: {', '.join(named)} is drawn only "
                              f"with arch {' or '.join(archs_with_options())}")
         params.update(dict.fromkeys(NETWORK_OPTIONS, False))
-    try:  # what the settings cannot train together, TrainConfig says (the sampler never draws it)
-        trial_configs(params, norms, epochs=1)
-    except ConfigError as error:
-        raise ValueError(f"{json.dumps(idea)} is outside the search space: {error}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Optuna only warns when a number is outside its range
         try:
-            return suggest(optuna.trial.FixedTrial(params), norms)
+            drawn = suggest(optuna.trial.FixedTrial(params), norms)
         except (ValueError, UserWarning) as error:
             raise ValueError(f"{json.dumps(idea)} is outside the search space: {error}") from None
+    # Settings the space holds one by one but that cannot train together: TrainConfig says which, and the sampler
+    # never draws them together. The idea as named, since the drawn choices leave out what the network does not take.
+    try:
+        trial_configs(params, norms, epochs=1)
+    except ConfigError as error:
+        raise ValueError(f"{json.dumps(idea)} is outside the search space, as its settings cannot train together: "
+                         f"{error}") from None
+    return drawn
 
 
 def trial_configs(params: dict[str, Any], norms: list[str], epochs: int, seed: int = 0,
