@@ -91,7 +91,8 @@ class StandardizedConv2d(nn.Conv2d):
     def _still_kept(self, weight: Tensor) -> bool:
         # Any write to the weights bumps their version (an optimizer step, load_state_dict) or gives them new
         # storage (.to(), assigning .data). Holding the weights read keeps their storage alive, so no other
-        # tensor can take its address: the same address and version are the same values.
+        # tensor can take its address: the same address and version are the same values. Only an in-place write
+        # through .data (weight.data.copy_(...)) escapes the version count: write through the weight itself.
         if self._kept is None:
             return False
         read, version, _ = self._kept
