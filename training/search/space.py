@@ -163,7 +163,7 @@ def idea_choices(text: str, norms: list[str]) -> dict[str, Any]:
                          f"as {json.dumps(spelled)}")
     # An option the drawn network does not take is refused when the idea switches it on, else left out, as the
     # sampler leaves it out.
-    if params["arch"] not in archs_with_options():
+    if arch not in archs_with_options():
         named = [name for name in NETWORK_OPTIONS if idea.get(name)]
         if named:
             raise ValueError(f"{json.dumps(idea)} is outside the search space: {', '.join(named)} is drawn only "
