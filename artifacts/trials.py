@@ -26,7 +26,7 @@ NOTE = ("Every training run behind a choice of setting, generated from checkpoin
 MODEL_KEYS = (
     "arch", "norm", "recipe", "seed", "epochs", "batch_size", "lr", "crop_padding", "weight_decay",
     "label_smoothing", "gn_groups", "schedule", "warmup_fraction", "flips", "crop_scale", "crop_ratio",
-    "color_jitter", "ema_decay", "dirac_init", "whiten_init", "zero_residual",
+    "color_jitter", "ema_decay", "dirac_init", "whiten_init", "zero_residual", "muon_lr",
     "train_images", "validation_split", "validation_accuracy",
     "test_accuracy", "train_accuracy", "train_seconds",
 )

@@ -32,14 +32,15 @@ from training.data import (
 )
 from training.evaluate import evaluate
 from training.export import export_norm, finished, model_metadata
-from training.loop import TrainResult, averaged_model, make_optimizer, start_run, train
+from training.loop import TrainResult, averaged_model, make_optimizer, muon_filters, start_run, train
+from training.muon import MuonWithSGD, orthogonalize
 from training.search.space import ARCHS, in_space
 
 CPU = torch.device("cpu")
 # Every lever off.
 TINY = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=3, flips="random", ema_decay=0.0, whiten_init=False)
 ALL_ON = dict(schedule="cosine", warmup_fraction=0.1, flips="alternate", crop_scale=0.5, crop_ratio=1.5,
-              color_jitter=0.3, ema_decay=0.9, dirac_init=True, whiten_init=True, zero_residual=True)
+              color_jitter=0.3, ema_decay=0.9, dirac_init=True, whiten_init=True, zero_residual=True, muon_lr=0.03)
 # The network every lever takes: the shipped one standardizes its filters, so none of them can start as an identity.
 PLAIN = "residual-silu"
 
@@ -79,6 +80,7 @@ def test_a_checkpoints_record_gives_back_the_settings_it_was_trained_with(config
     ({"crop_scale": 0.05}, "--crop-scale"), ({"crop_ratio": 0.5}, "--crop-ratio"), ({"color_jitter": 1.0},
      "--color-jitter"), ({"ema_decay": 1.0}, "--ema-decay"), ({"flips": "sometimes"}, "--flips"),
     ({"schedule": "step"}, "--schedule"), ({"warmup_fraction": -0.1}, "--warmup-fraction"),
+    ({"muon_lr": 1.0}, "--muon-lr"), ({"muon_lr": 0.03, "arch": "reference", "recipe": "published"}, "--muon-lr"),
 ])
 def test_a_lever_out_of_range_is_refused_naming_its_option(setting: dict, option: str) -> None:
     with pytest.raises(ConfigError, match=option):
@@ -128,6 +130,70 @@ def test_with_ema_the_average_is_evaluated_and_exported(synthetic_split: Split, 
     saved = read_metadata(tmp_path / "out" / "seeds" / "3" / "bn.safetensors")
     assert saved["ema_decay"] == 0.8 and "flips" not in saved  # only the levers that were set
     assert finished(config, tmp_path / "out") and not finished(replace(config, ema_decay=0.0), tmp_path / "out")
+
+
+# ---- Muon --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(32, 24, 3, 3), (48, 4), (4, 48), (16, 16, 1, 1)])
+def test_orthogonalize_brings_every_singular_value_near_one_along_the_same_directions(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    rows, columns = shape[0], math.prod(shape[1:])
+    left, _ = torch.linalg.qr(torch.randn(rows, min(rows, columns)))
+    right, _ = torch.linalg.qr(torch.randn(columns, min(rows, columns)))
+    right = right.T
+    singular = torch.linspace(5, 0.2, min(rows, columns))  # a spread of 25
+    update = (left @ torch.diag(singular) @ right).reshape(shape)
+    orthogonal = orthogonalize(update)
+    assert orthogonal.shape == update.shape
+    # In the update's own singular vectors the result is diagonal: only the lengths changed, each to about 1.
+    lengths = left.T @ orthogonal.reshape(shape[0], -1) @ right.T
+    torch.testing.assert_close(lengths, torch.diag(lengths.diagonal()), atol=1e-4, rtol=0)
+    assert lengths.diagonal().min() > 0.6 and lengths.diagonal().max() < 1.25  # Newton-Schulz's band
+
+
+def test_without_a_muon_group_the_optimizer_is_torchs_sgd_with_nesterov_momentum() -> None:
+    torch.manual_seed(0)
+    first, second = build_model(PLAIN, "gn"), build_model(PLAIN, "gn")
+    second.load_state_dict(first.state_dict())
+    ours = MuonWithSGD([{"params": list(first.parameters()), "weight_decay": 1e-3}], lr=0.1, momentum=0.9,
+                       nesterov=True)
+    torchs = torch.optim.SGD([{"params": list(second.parameters()), "weight_decay": 1e-3}], lr=0.1, momentum=0.9,
+                             nesterov=True)
+    for _ in range(3):
+        batch = torch.randn(4, 3, 32, 32)
+        for network, optimizer in ((first, ours), (second, torchs)):
+            optimizer.zero_grad()
+            network(batch).square().mean().backward()
+            optimizer.step()
+    for (name, ours_p), torchs_p in zip(first.named_parameters(), second.parameters(), strict=True):
+        torch.testing.assert_close(ours_p, torchs_p, msg=name)
+
+
+def test_muon_turns_every_filter_but_the_first_convs_by_about_its_rate_and_keeps_their_scale() -> None:
+    config = replace(TINY, arch=PLAIN, muon_lr=0.05)
+    torch.manual_seed(0)
+    network = build_model(config.arch, config.norm)
+    filters = muon_filters(network)
+    convs = [m for m in network.modules() if isinstance(m, nn.Conv2d)]
+    assert [id(p) for p in filters] == [id(m.weight) for m in convs[1:]]
+    optimizer, _ = make_optimizer(network, config, steps=10)
+    before = {id(p): p.detach().clone() for p in network.parameters()}
+    network(torch.randn(8, 3, 32, 32)).logsumexp(1).mean().backward()
+    optimizer.step()
+    for weight in filters:
+        rows = weight.detach().reshape(len(weight), -1)
+        # Their scale fixed at sqrt(out channels) before the step (they start at about 0.58 of it), which then
+        # moves it by a second-order amount.
+        assert torch.isclose(rows.norm(), torch.tensor(len(weight) ** 0.5), rtol=1e-3)
+        start = before[id(weight)].reshape(len(weight), -1)
+        start = start / start.norm() * len(weight) ** 0.5
+        turned = (rows - start).norm(dim=1) / start.norm(dim=1)  # each filter's turn, in radians for small ones
+        assert 0.5 * config.muon_lr * 0.1 < turned.median() < 2 * config.muon_lr * 0.1  # a tenth: the warm-up
+    # The first conv and the rest still take SGD's step at --lr.
+    assert not torch.equal(convs[0].weight, before[id(convs[0].weight)])
+    assert torch.isclose(convs[0].weight.norm(), before[id(convs[0].weight)].norm(), rtol=0.05)
+    assert isinstance(optimizer, MuonWithSGD)
+    assert type(make_optimizer(network, replace(config, muon_lr=0.0), steps=10)[0]) is torch.optim.SGD
 
 
 # ---- every lever on: resumable, and the same weights as without the interruption -----------------------

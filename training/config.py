@@ -19,7 +19,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import torch
 
 from model import ARCHITECTURES, DEFAULT_ARCH, MEAN, NORMS, STD, build_model
-from model.network import StandardizedConv2d
+from model.network import ResidualNet, StandardizedConv2d
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ FLIP_MODES = ("random", "alternate", "none")
 SCHEDULES = ("one-cycle", "cosine", "constant")
 # The settings added for the search, each off (today's training) unless set: checkpoints record those set.
 LEVERS = ("schedule", "warmup_fraction", "flips", "crop_scale", "crop_ratio", "color_jitter", "ema_decay", "dirac_init",
-          "whiten_init", "zero_residual")
+          "whiten_init", "zero_residual", "muon_lr")
 
 
 class ConfigError(ValueError):
@@ -153,6 +153,10 @@ class TrainConfig:
     zero_residual: bool = field(default=False, metadata=option(
         "start every residual block as the identity: its last norm's scale at zero "
         "(model.network.zero_residual_init)", action="store_true"))
+    muon_lr: float = field(default=0.0, metadata=option(
+        "train the convs' filters (all but the first conv's) with Muon at this peak rate, on the same schedule: "
+        "their momentum orthogonalized, each step turning them by about this angle (training.muon); the other "
+        "weights keep SGD at --lr (default 0: SGD for all)"))
     seed: int = field(default=0, metadata=option("random seed, default 0"))
     train_subset: int | None = field(default=None, metadata=option(
         "train on the first N training images only (quick trials)"))
@@ -202,6 +206,7 @@ class TrainConfig:
             (1 <= self.crop_ratio <= 3, f"--crop-ratio must be between 1 and 3 (got {self.crop_ratio})"),
             (0 <= self.color_jitter < 1, f"--color-jitter must be at least 0 and below 1 (got {self.color_jitter})"),
             (0 <= self.ema_decay < 1, f"--ema-decay must be at least 0 and below 1 (got {self.ema_decay})"),
+            (0 <= self.muon_lr < 1, f"--muon-lr must be at least 0 and below 1 (got {self.muon_lr})"),
         ]
         for holds, message in checks:
             if not holds:
@@ -213,6 +218,10 @@ class TrainConfig:
                 network = build_model(self.arch, "gn", self.gn_groups)
         except ValueError as error:
             raise ConfigError(f"--gn-groups: {error}") from error
+        if self.muon_lr and not isinstance(network, ResidualNet):
+            raise ConfigError(f"--muon-lr: the {self.arch} network has convs that no norm follows (its last gives "
+                              "the logits), whose scale Muon's steps would change; choose one of the residual "
+                              "networks, or leave --muon-lr out")
         if self.dirac_init and any(isinstance(module, StandardizedConv2d) for module in network.modules()):
             raise ConfigError(f"--dirac-init: the {self.arch} network standardizes its convs' filters, so they "
                               "cannot start as identities; leave it out, or choose an --arch without "
@@ -228,7 +237,7 @@ class TrainConfig:
         recipe = RECIPES[self.recipe]
         defaults = {"schedule": recipe.schedule, "warmup_fraction": 0.25, "flips": recipe.unrecorded_flips,
                     "crop_scale": 1.0, "crop_ratio": 1.0, "color_jitter": 0.0, "ema_decay": 0.0, "dirac_init": False,
-                    "whiten_init": False, "zero_residual": False}
+                    "whiten_init": False, "zero_residual": False, "muon_lr": 0.0}
         return {name: defaults[name] for name in LEVERS}
 
     def levers(self) -> dict[str, Any]:

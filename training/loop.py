@@ -21,6 +21,7 @@ from model.network import dirac_init, whitening_init, zero_residual_init
 from training.config import TrainConfig
 from training.data import Augmentation, Split, alternating_flips, augmented_batches, reflect_pad
 from training.evaluate import evaluate
+from training.muon import MuonWithSGD
 
 
 class TrainingDiverged(RuntimeError):
@@ -71,14 +72,25 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(trim_threshold, 1 << 30) and libc.mallopt(top_pad, 256 << 20))
 
 
+def muon_filters(model: nn.Module) -> list[nn.Parameter]:
+    """The filters ``--muon-lr`` trains with Muon: every conv's but the first's, which sees the pixels and starts
+    as their whitening (as in the speed records). ``TrainConfig`` allows Muon only on networks where a norm comes
+    after each of these convs, so their scale is free (``MuonWithSGD`` fixes it)."""
+    return [module.weight for module in model.modules() if isinstance(module, nn.Conv2d)][1:]
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig, steps: int):
     # Weight decay on conv/linear weights only: decaying norm gains and biases only hurts.
-    decay = [p for p in model.parameters() if p.ndim > 1]
+    muon = {id(p): p for p in muon_filters(model)} if config.muon_lr else {}
+    decay = [p for p in model.parameters() if p.ndim > 1 and id(p) not in muon]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-    )
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if muon:
+        optimizer: torch.optim.Optimizer = MuonWithSGD(
+            [*groups, {"params": list(muon.values()), "lr": config.muon_lr, "muon": True}],
+            lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
     if config.schedule == "constant":  # the published recipe has no scheduler
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     # One cycle, linear both ways: from peak/10 up to the peak over the warm-up, then down

@@ -83,6 +83,8 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
         # More steps in the same 20 epochs, at the same peak rates (the lr_scale_* factors move them). It joined
         # the space after the study began: its earlier trials ran at 256 and name no batch size.
         batch_size=trial.suggest_categorical("batch_size", [128, 256, 512]),
+        # Muon for the convs' filters at this peak rate (0: SGD for all); joined after trial 106.
+        muon_lr=trial.suggest_categorical("muon_lr", [0.0, 0.015, 0.03, 0.06]),
     )
     if not params.get("standardize"):  # no identity survives standardizing the filters (TrainConfig refuses it)
         params["dirac_init"] = trial.suggest_categorical("dirac_init", [False, True])
@@ -94,7 +96,7 @@ def suggest(trial: optuna.Trial, norms: list[str]) -> dict[str, Any]:
 # The names that joined the space after the study began, at the value every trial drawn before them ran with:
 # a trial that does not name one ran at this value.
 JOINED_LATER: dict[str, Any] = {"batch_size": 256, "whiten_init": False, "zero_residual": False,
-                                **dict.fromkeys(NETWORK_OPTIONS, False)}
+                                **dict.fromkeys(NETWORK_OPTIONS, False), "muon_lr": 0.0}
 
 
 def in_full(params: dict[str, Any]) -> dict[str, Any]:
