@@ -6,7 +6,7 @@ same amount. ``torch.optim.Muon`` takes 2-D matrices only, hence this one: a con
 orthogonalized as one (out channels) x (in channels x kernel area) matrix, as the speed records do.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -44,7 +44,11 @@ class MuonWithSGD(torch.optim.Optimizer):
                                         "muon": False})
 
     @torch.no_grad()
-    def step(self, closure: None = None) -> None:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
@@ -61,3 +65,4 @@ class MuonWithSGD(torch.optim.Optimizer):
                     param.mul_(len(param) ** 0.5 / param.norm().clamp_min(1e-12))
                     direction = orthogonalize(direction)
                 param.add_(direction, alpha=-group["lr"])
+        return loss
