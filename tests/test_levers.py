@@ -10,7 +10,7 @@ from torch import nn
 from torchvision.transforms.v2 import functional as tv
 
 from artifacts.weights import read_metadata
-from model import ARCHITECTURES, DEFAULT_ARCH, build_model, count_parameters, standardize
+from model import ARCHITECTURES, DEFAULT_ARCH, NORMS, build_model, count_parameters, standardize
 from model.network import (
     ChannelAttention,
     ConvNormAct,
@@ -32,8 +32,8 @@ from training.data import (
 )
 from training.evaluate import evaluate
 from training.export import export_norm, finished, model_metadata
-from training.loop import TrainResult, averaged_model, make_optimizer, muon_filters, start_run, train
-from training.muon import MuonWithSGD, orthogonalize
+from training.loop import TrainResult, averaged_model, make_optimizer, start_run, train
+from training.muon import MuonWithSGD, muon_filters, orthogonalize, scale_free
 from training.search.space import ARCHS, in_space
 
 CPU = torch.device("cpu")
@@ -194,6 +194,39 @@ def test_muon_turns_every_filter_but_the_first_convs_by_about_its_rate_and_keeps
     assert torch.isclose(convs[0].weight.norm(), before[id(convs[0].weight)].norm(), rtol=0.05)
     assert isinstance(optimizer, MuonWithSGD)
     assert type(make_optimizer(network, replace(config, muon_lr=0.0), steps=10)[0]) is torch.optim.SGD
+
+
+def test_scale_free_holds_only_where_a_norm_follows_every_conv_but_the_first() -> None:
+    def conv(cin: int, cout: int, bias: bool = False) -> nn.Conv2d:
+        return nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
+
+    torch.manual_seed(0)
+    normed = nn.Sequential(conv(3, 8), nn.GroupNorm(2, 8), nn.ReLU(), conv(8, 8), nn.GroupNorm(2, 8), nn.Flatten())
+    assert scale_free(normed)
+    assert scale_free(nn.Sequential(conv(3, 8), conv(8, 8), nn.BatchNorm2d(8)))  # through a conv to a norm
+    assert not scale_free(nn.Sequential(conv(3, 8), nn.GroupNorm(2, 8), conv(8, 10)))  # a last conv gives the logits
+    assert not scale_free(nn.Sequential(conv(3, 8), nn.GroupNorm(2, 8), conv(8, 8, bias=True), nn.GroupNorm(2, 8)))
+    before = [p.clone() for p in normed.parameters()]
+    normed.eval()
+    generator = torch.get_rng_state()
+    scale_free(normed)
+    assert torch.equal(generator, torch.get_rng_state())
+    assert not normed.training and all(torch.equal(a, b) for a, b in zip(before, normed.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_muon_is_allowed_on_exactly_the_networks_whose_filters_are_scale_free(norm: str) -> None:
+    for arch in ARCHITECTURES:
+        network = build_model(arch, norm)
+        allowed = scale_free(network)
+        assert allowed == isinstance(network, ResidualNet), arch  # every residual network, and no other
+        if allowed:
+            generator = torch.get_rng_state()
+            replace(TINY, arch=arch, norm=norm, gn_groups=ARCHITECTURES[arch].gn_groups, muon_lr=0.03)
+            assert torch.equal(generator, torch.get_rng_state())  # a seeded run draws what it would without Muon
+        else:
+            with pytest.raises(ConfigError, match="--muon-lr"):
+                replace(TINY, arch=arch, norm=norm, gn_groups=ARCHITECTURES[arch].gn_groups, muon_lr=0.03)
 
 
 # ---- every lever on: resumable, and the same weights as without the interruption -----------------------

@@ -19,7 +19,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import torch
 
 from model import ARCHITECTURES, DEFAULT_ARCH, MEAN, NORMS, STD, build_model
-from model.network import ResidualNet, StandardizedConv2d
+from model.network import StandardizedConv2d
+from training.muon import scale_free
 
 
 @dataclass(frozen=True)
@@ -218,10 +219,13 @@ class TrainConfig:
                 network = build_model(self.arch, "gn", self.gn_groups)
         except ValueError as error:
             raise ConfigError(f"--gn-groups: {error}") from error
-        if self.muon_lr and not isinstance(network, ResidualNet):
-            raise ConfigError(f"--muon-lr: the {self.arch} network has convs that no norm follows (its last gives "
-                              "the logits), whose scale Muon's steps would change; choose one of the residual "
-                              "networks, or leave --muon-lr out")
+        if self.muon_lr:
+            with torch.random.fork_rng(devices=[]):  # a real network to run, without moving the seeded RNG
+                real = build_model(self.arch, self.norm, self.gn_groups)
+            if not scale_free(real):
+                raise ConfigError(f"--muon-lr: the {self.arch} network has convs that no norm follows (such as a "
+                                  "last conv that gives the logits), whose scale Muon's steps would change; choose "
+                                  "one of the residual networks, or leave --muon-lr out")
         if self.dirac_init and any(isinstance(module, StandardizedConv2d) for module in network.modules()):
             raise ConfigError(f"--dirac-init: the {self.arch} network standardizes its convs' filters, so they "
                               "cannot start as identities; leave it out, or choose an --arch without "

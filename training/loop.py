@@ -21,7 +21,7 @@ from model.network import dirac_init, whitening_init, zero_residual_init
 from training.config import TrainConfig
 from training.data import Augmentation, Split, alternating_flips, augmented_batches, reflect_pad
 from training.evaluate import evaluate
-from training.muon import MuonWithSGD
+from training.muon import MuonWithSGD, muon_filters
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,13 +70,6 @@ def keep_freed_memory() -> bool:
     if not (libc.mallopt(mmap_threshold, 1 << 30) or libc.mallopt(mmap_threshold, 32 << 20)):
         return False
     return bool(libc.mallopt(trim_threshold, 1 << 30) and libc.mallopt(top_pad, 256 << 20))
-
-
-def muon_filters(model: nn.Module) -> list[nn.Parameter]:
-    """The filters ``--muon-lr`` trains with Muon: every conv's but the first's, which sees the pixels and starts
-    as their whitening (as in the speed records). ``TrainConfig`` allows Muon only on networks where a norm comes
-    after each of these convs, so their scale is free (``MuonWithSGD`` fixes it)."""
-    return [module.weight for module in model.modules() if isinstance(module, nn.Conv2d)][1:]
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, steps: int):

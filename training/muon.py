@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 # The quintic Newton-Schulz iteration's coefficients from Jordan's Muon (also torch.optim.Muon's default):
 # picked to push every singular value into about [0.7, 1.2] in five steps, which trains as well as exactly 1.
@@ -29,6 +29,38 @@ def orthogonalize(update: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
     return (x if wide else x.T).reshape(update.shape)
+
+
+def muon_filters(model: nn.Module) -> list[nn.Parameter]:
+    """The filters ``--muon-lr`` trains with Muon: every conv's but the first's, which sees the pixels and starts
+    as their whitening (as in the speed records)."""
+    return [module.weight for module in model.modules() if isinstance(module, nn.Conv2d)][1:]
+
+
+@torch.no_grad()
+def scale_free(model: nn.Module) -> bool:
+    """Whether ``model`` computes the same with every filter of ``muon_filters`` doubled, as it must for Muon to
+    train it: ``MuonWithSGD`` sets those filters' scale, which is free only where a norm comes after each of them
+    (not after a conv that gives the logits). Run in training mode on four random images; ``model`` and the random
+    number generator are left as they were."""
+    training = model.training
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model.train()
+    filters = muon_filters(model)
+    outputs = []
+    for factor in (1, 2):
+        for weight in filters:
+            weight.mul_(factor)
+        with torch.random.fork_rng(devices=[]):  # the same dropout both times, and the caller's RNG untouched
+            torch.manual_seed(0)
+            outputs.append(model(images))
+        for weight in filters:
+            weight.div_(factor)
+    model.train(training)
+    before, after = outputs
+    # The norms' eps (and a standardized conv's) moves the output by up to about 1e-3 of its size; a conv that no
+    # norm follows moves it by as much as its size.
+    return bool((after - before).abs().max() <= 0.01 * before.abs().max())
 
 
 class MuonWithSGD(torch.optim.Optimizer):
