@@ -325,10 +325,14 @@ def test_png_file_under_a_crowd_of_writers_and_readers() -> None:
 
 
 def listing(folder: Path) -> tuple[set[str], set[str]]:
-    """(files, folders) under ``folder``, as paths relative to it."""
+    """(files, folders) under ``folder``, as paths relative to it. The app removes files and folders while this
+    reads them: one removed mid-walk is left out (``os.walk`` skips a folder it can no longer open, where
+    ``Path.rglob`` raises)."""
     files, folders = set(), set()
-    for path in folder.rglob("*"):
-        (folders if path.is_dir() else files).add(str(path.relative_to(folder)))
+    for root, names_of_folders, names_of_files in os.walk(folder):
+        here = Path(root).relative_to(folder)
+        folders.update(str(here / name) for name in names_of_folders)
+        files.update(str(here / name) for name in names_of_files)
     return files, folders
 
 
