@@ -85,8 +85,10 @@ def batch_size_table(results: dict[str, Any]) -> Table:
     setup_text = (
         f"The `{setup.get('arch', 'residual')}` network with {flips}{start} and {average}: "
         f"each model trained from scratch on {setup['train_images']:,} training images for {setup['epochs']} "
-        f"epochs at each batch size, peak learning rate {_rates(setup['base_lr'])} × batch size / {base_batch}; "
-        "test accuracy "
+        f"epochs at each batch size, peak learning rate {_rates(setup['base_lr'])} × batch size / {base_batch}"
+        + (f", the filters' with Muon at {setup['base_muon_lr']} × batch size / {base_batch}"
+           if setup.get("base_muon_lr") else "")
+        + "; test accuracy "
         f"on {setup['test_images']:,} test images"
         + (f", mean ± std over seeds {', '.join(map(str, seeds))}. The differences are in points, with their 95% "
            "intervals; a difference is detected when its interval excludes 0." if len(seeds) > 1 else ", one seed.")

@@ -1,9 +1,10 @@
 """One CPU training step of the network in the ways one might run it, in alternating rounds.
 
 On a CPU the training loop runs the network in channels_last memory format with PyTorch's
-default CPU backend (oneDNN). This compares that step with the plain NCHW layout, with
-``torch.compile`` (which needs a C++ compiler on a CPU) and with oneDNN turned off: same
-network, batch, optimizer and random input, each variant a fresh copy of the network.
+default CPU backend (oneDNN), and the filters train with Muon where the recipe says so. This
+compares that step with the plain NCHW layout, with ``torch.compile`` (which needs a C++
+compiler on a CPU), with oneDNN turned off and with SGD for every weight (``--muon-lr 0``):
+same network, batch and random input, each variant a fresh copy of the network.
 Every variant is timed once per round, rounds alternate, and the median round of each is
 compared with the training loop's: how many times its time each takes.
 
@@ -26,22 +27,23 @@ from model import ARCHITECTURES, DEFAULT_ARCH, build_model  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.loop import keep_freed_memory, make_optimizer  # noqa: E402
 
-VARIANTS = {  # name: (channels_last, compiled, oneDNN)
-    "channels_last (the training loop)": (True, False, True),
-    "NCHW": (False, False, True),
-    "channels_last, torch.compile": (True, True, True),
-    "channels_last, oneDNN off": (True, False, False),
+VARIANTS = {  # name: (channels_last, compiled, oneDNN, the recipe's optimizer rather than SGD for all)
+    "channels_last (the training loop)": (True, False, True, True),
+    "NCHW": (False, False, True, True),
+    "channels_last, torch.compile": (True, True, True, True),
+    "channels_last, oneDNN off": (True, False, False, True),
+    "channels_last, SGD for every weight": (True, False, True, False),
 }
 
 
 def make_step(arch: str, norm: str, inputs: torch.Tensor, labels: torch.Tensor, channels_last: bool,
-              compiled: bool) -> Callable[[], None]:
+              compiled: bool, recipe_optimizer: bool = True) -> Callable[[], None]:
     torch.manual_seed(0)
     model = build_model(arch, norm)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    config = TrainConfig(arch=arch, norm=norm)
+    config = TrainConfig(arch=arch, norm=norm, **({} if recipe_optimizer else {"muon_lr": 0.0}))
     optimizer, _ = make_optimizer(model, config, 1000)
     forward = torch.compile(model) if compiled else model
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -89,8 +91,8 @@ def main() -> None:
     inputs, labels = random_batch(args.batch_size)
 
     steps: dict[str, Callable[[], None]] = {}
-    for name, (channels_last, compiled, _) in VARIANTS.items():
-        step = make_step(args.arch, args.norm, inputs, labels, channels_last, compiled)
+    for name, (channels_last, compiled, _, recipe_optimizer) in VARIANTS.items():
+        step = make_step(args.arch, args.norm, inputs, labels, channels_last, compiled, recipe_optimizer)
         try:
             step()  # compiles, for torch.compile
         except Exception as error:  # no C++ compiler, an unsupported platform, ...

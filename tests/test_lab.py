@@ -93,6 +93,9 @@ def test_batch_size_sweep_keeps_finished_runs(synthetic_split: Split, tmp_path: 
     assert first["runs"]["ln-8-seed0"]["lr"] == pytest.approx(ARCHITECTURES[DEFAULT_ARCH].lr["ln"] * 8 / base)
     assert first["setup"]["base_batch_size"] == base
     assert first["setup"]["lr_rule"] == f"base_lr[norm] * batch_size / {base}"
+    # Muon's rate for the filters, where the recipe uses Muon, scales with the batch as the rates do.
+    assert first["setup"]["base_muon_lr"] == ARCHITECTURES[DEFAULT_ARCH].muon_lr > 0
+    assert first["runs"]["gn-8-seed0"]["muon_lr"] == pytest.approx(ARCHITECTURES[DEFAULT_ARCH].muon_lr * 8 / base)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")

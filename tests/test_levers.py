@@ -20,7 +20,7 @@ from model.network import (
     whitening_init,
     zero_residual_init,
 )
-from training.config import LEVERS, ConfigError, TrainConfig, option_words
+from training.config import LEVERS, ConfigError, TrainConfig, muon_trainable, option_words
 from training.data import (
     Augmentation,
     Split,
@@ -46,17 +46,19 @@ PLAIN = "residual-silu"
 
 
 def test_a_lever_is_recorded_only_away_from_the_value_records_leave_out() -> None:
-    # Our recipe's alternating flips, EMA and whitening start came from the search: recorded, so that a record
-    # without them still reads as trained before them (random flips, no EMA, no whitening).
+    # Our recipe's alternating flips, EMA, whitening start and (on the shipped network) Muon came from the search:
+    # recorded, so that a record without them still reads as trained before them (random flips, no EMA, no
+    # whitening, SGD for all).
     default = TrainConfig()
-    assert default.levers() == {"flips": "alternate", "ema_decay": 0.99, "whiten_init": True}
+    assert default.levers() == {"flips": "alternate", "ema_decay": 0.99, "whiten_init": True, "muon_lr": 0.03}
+    assert "muon_lr" not in TrainConfig(arch=PLAIN).levers()  # Muon's rate is the network's own, as --lr is
     assert set(default.lever_defaults()) == set(LEVERS)
     before = TrainConfig(arch="residual", flips="random", ema_decay=0.0, whiten_init=False)
     assert before.levers() == {}
     # The keys a resume state saved before the levers existed holds: those states still match.
     assert set(before.as_dict()) == {"arch", "norm", "epochs", "batch_size", "lr", "momentum", "weight_decay",
                                      "label_smoothing", "warmup_fraction", "crop_padding", "seed", "train_subset"}
-    assert set(default.as_dict()) == set(before.as_dict()) | {"flips", "ema_decay", "whiten_init"}
+    assert set(default.as_dict()) == set(before.as_dict()) | {"flips", "ema_decay", "whiten_init", "muon_lr"}
     assert TrainConfig(recipe="published", arch="reference").levers() == {}  # its defaults are the recipe's
     on = TrainConfig(arch=PLAIN, **ALL_ON)
     assert on.levers() == ALL_ON and ALL_ON.items() <= on.as_dict().items()
@@ -206,12 +208,15 @@ def test_scale_free_holds_only_where_a_norm_follows_every_conv_but_the_first() -
     assert scale_free(nn.Sequential(conv(3, 8), conv(8, 8), nn.BatchNorm2d(8)))  # through a conv to a norm
     assert not scale_free(nn.Sequential(conv(3, 8), nn.GroupNorm(2, 8), conv(8, 10)))  # a last conv gives the logits
     assert not scale_free(nn.Sequential(conv(3, 8), nn.GroupNorm(2, 8), conv(8, 8, bias=True), nn.GroupNorm(2, 8)))
-    before = [p.clone() for p in normed.parameters()]
-    normed.eval()
+    batch_normed = nn.Sequential(conv(3, 8), nn.BatchNorm2d(8), nn.ReLU(), conv(8, 8), nn.BatchNorm2d(8))
+    batch_normed.eval()
+    before = {name: tensor.clone() for name, tensor in batch_normed.state_dict().items()}
     generator = torch.get_rng_state()
-    scale_free(normed)
+    assert scale_free(batch_normed)
     assert torch.equal(generator, torch.get_rng_state())
-    assert not normed.training and all(torch.equal(a, b) for a, b in zip(before, normed.parameters(), strict=True))
+    # Its mode, weights and running statistics as they were.
+    assert not batch_normed.training
+    assert all(torch.equal(before[name], tensor) for name, tensor in batch_normed.state_dict().items())
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -221,6 +226,7 @@ def test_muon_is_allowed_on_exactly_the_networks_whose_filters_are_scale_free(no
         allowed = scale_free(network)
         assert allowed == isinstance(network, ResidualNet), arch  # every residual network, and no other
         if allowed:
+            muon_trainable.cache_clear()  # checked afresh, as a first config is
             generator = torch.get_rng_state()
             replace(TINY, arch=arch, norm=norm, gn_groups=ARCHITECTURES[arch].gn_groups, muon_lr=0.03)
             assert torch.equal(generator, torch.get_rng_state())  # a seeded run draws what it would without Muon

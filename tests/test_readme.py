@@ -167,8 +167,8 @@ def test_the_confirmation_compares_each_candidate_with_the_starting_recipes_own_
     ])
     lines = confirmation_table(folder).splitlines()
     assert lines[3] == ("| – | arch=residual, lr_scale_bn=1, lr_scale_gn=1, lr_scale_ln=1, weight_decay=0.0005, "
-                        "flips=random, ema_decay=0, batch_size=256, whiten_init=False (trial 0's recipe, shipped "
-                        "when the search began; runs recorded by hand) | 20 | BN 0, 1; GN 0, 1; LN 0, 1 "
+                        "flips=random, ema_decay=0, batch_size=256, whiten_init=False, muon_lr=0 (trial 0's recipe, "
+                        "shipped when the search began; runs recorded by hand) | 20 | BN 0, 1; GN 0, 1; LN 0, 1 "
                         "| 85.90 ± 0.14 | 84.10 ± 0.14 | 83.40 ± 0.14 |")
     # BN: +0.1 points, within the seeds' spread; GN and LN: +1.0 and +1.7, each interval above zero.
     assert lines[-1] == "| trial 7 − trial 0's recipe | +0.1 (−0.5 to +0.7) | **+1.0 (+0.4 to +1.6)** " \

@@ -10,6 +10,7 @@ made from the command line. A setting left at ``None`` takes the recipe's defaul
 
 import argparse
 import dataclasses
+import functools
 import math
 import types
 from collections.abc import Callable
@@ -38,6 +39,7 @@ class Recipe:
     schedule: str  # "one-cycle" (linear warm-up, linear decay) or "constant"
     ema_decay: float = 0.0  # an EMA of the weights is what is evaluated and shipped; 0: none
     whiten_init: bool = False  # the first conv starts as a whitening of the training images' patches
+    muon_lr: float | None = 0.0  # Muon's rate for the convs' filters (training.muon); None: the architecture's own
     # The flips of a record that names none: the recipe's before the levers existed. A record leaves out
     # the levers at their unrecorded values, so the records written before a recipe changed still read true.
     unrecorded_flips: str = "random"
@@ -47,13 +49,15 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     # Alternating flips and the weights' EMA since the search's trial 7; batch 128, weight decay 0.00025 and the
-    # whitening start since its trial 42 (python -m training.search, README "Search"): each confirmed on validation
-    # over three seeds.
-    "ours": Recipe("SGD with Nesterov momentum, one-cycle learning rate, batch 128, random crops, alternating "
+    # whitening start since its trial 42; Muon at the network's own rate since its trial 107 (python -m
+    # training.search, README "Search"): each confirmed on validation over three seeds.
+    "ours": Recipe("SGD with Nesterov momentum (Muon for the convs' filters where the network's record gives it a "
+                   "rate), one-cycle learning rate, batch 128, random crops, alternating "
                    "flips, weight decay 0.00025, label smoothing 0.1, the first conv started as a whitening of "
                    "the training images' patches, the weights' moving average (decay 0.99) evaluated and shipped",
                    batch_size=128, lr=None, weight_decay=0.0002527, label_smoothing=0.1, crop_padding=None,
-                   flips="alternate", nesterov=True, schedule="one-cycle", ema_decay=0.99, whiten_init=True),
+                   flips="alternate", nesterov=True, schedule="one-cycle", ema_decay=0.99, whiten_init=True,
+                   muon_lr=None),
     # The recipe of the published reference runs, value by value as their notebooks train
     # (Session8_Batch_Norm / _Group_Norm / _Layer_Norm.ipynb with model.py):
     #   optim.SGD(model.parameters(), lr=0.01, momentum=0.9): no Nesterov, no weight decay,
@@ -91,6 +95,14 @@ def recipe_defaults(setting: str, show: Callable[[Any], str] = str) -> str:
     return "; ".join([f"default {show(getattr(RECIPES['ours'], setting))}"]
                      + [f"{name} recipe: {show(getattr(recipe, setting))}"
                         for name, recipe in RECIPES.items() if name != "ours"])
+
+
+@functools.cache
+def muon_trainable(arch: str, norm: str, gn_groups: int) -> bool:
+    """Whether Muon can train this network's filters (``scale_free``). Checked once per network, since a config
+    is made often (every ``replace``, every record read) and the check runs a real network twice."""
+    with torch.random.fork_rng(devices=[]):  # a real network to run, without moving the seeded RNG
+        return scale_free(build_model(arch, norm, gn_groups))
 
 
 @dataclass(frozen=True)
@@ -154,10 +166,12 @@ class TrainConfig:
     zero_residual: bool = field(default=False, metadata=option(
         "start every residual block as the identity: its last norm's scale at zero "
         "(model.network.zero_residual_init)", action="store_true"))
-    muon_lr: float = field(default=0.0, metadata=option(
+    muon_lr: float | None = field(default=None, metadata=option(
         "train the convs' filters (all but the first conv's) with Muon at this peak rate, on the same schedule: "
         "their momentum orthogonalized, each step turning them by about this angle (training.muon); the other "
-        "weights keep SGD at --lr (default 0: SGD for all)"))
+        "weights keep SGD at --lr; 0: SGD for all (default, recipe ours: "
+        + ", ".join(f"{a.muon_lr:g} for {a.name}" for a in ARCHITECTURES.values() if a.muon_lr)
+        + ", 0 for the others; published recipe: 0)"))
     seed: int = field(default=0, metadata=option("random seed, default 0"))
     train_subset: int | None = field(default=None, metadata=option(
         "train on the first N training images only (quick trials)"))
@@ -185,6 +199,7 @@ class TrainConfig:
             "flips": recipe.flips,
             "ema_decay": recipe.ema_decay,
             "whiten_init": recipe.whiten_init,
+            "muon_lr": recipe.muon_lr if recipe.muon_lr is not None else architecture.muon_lr,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -219,13 +234,10 @@ class TrainConfig:
                 network = build_model(self.arch, "gn", self.gn_groups)
         except ValueError as error:
             raise ConfigError(f"--gn-groups: {error}") from error
-        if self.muon_lr:
-            with torch.random.fork_rng(devices=[]):  # a real network to run, without moving the seeded RNG
-                real = build_model(self.arch, self.norm, self.gn_groups)
-            if not scale_free(real):
-                raise ConfigError(f"--muon-lr: the {self.arch} network has convs that no norm follows (such as a "
-                                  "last conv that gives the logits), whose scale Muon's steps would change; choose "
-                                  "one of the residual networks, or leave --muon-lr out")
+        if self.muon_lr and not muon_trainable(self.arch, self.norm, self.gn_groups):
+            raise ConfigError(f"--muon-lr: the {self.arch} network has convs that no norm follows (such as a "
+                              "last conv that gives the logits), whose scale Muon's steps would change; choose "
+                              "one of the residual networks, or leave --muon-lr out")
         if self.dirac_init and any(isinstance(module, StandardizedConv2d) for module in network.modules()):
             raise ConfigError(f"--dirac-init: the {self.arch} network standardizes its convs' filters, so they "
                               "cannot start as identities; leave it out, or choose an --arch without "

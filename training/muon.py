@@ -41,9 +41,11 @@ def muon_filters(model: nn.Module) -> list[nn.Parameter]:
 def scale_free(model: nn.Module) -> bool:
     """Whether ``model`` computes the same with every filter of ``muon_filters`` doubled, as it must for Muon to
     train it: ``MuonWithSGD`` sets those filters' scale, which is free only where a norm comes after each of them
-    (not after a conv that gives the logits). Run in training mode on four random images; ``model`` and the random
-    number generator are left as they were."""
+    (not after a conv that gives the logits). Run in training mode on four random images; ``model`` (its mode,
+    weights and buffers, such as BatchNorm's running statistics) and the random number generator are left as they
+    were."""
     training = model.training
+    buffers = [buffer.clone() for buffer in model.buffers()]
     images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     model.train()
     filters = muon_filters(model)
@@ -57,6 +59,8 @@ def scale_free(model: nn.Module) -> bool:
         for weight in filters:
             weight.div_(factor)
     model.train(training)
+    for buffer, saved in zip(model.buffers(), buffers, strict=True):
+        buffer.copy_(saved)
     before, after = outputs
     # The norms' eps (and a standardized conv's) moves the output by up to about 1e-3 of its size; a conv that no
     # norm follows moves it by as much as its size.

@@ -3,7 +3,9 @@
 Each norm is trained from scratch at each batch size with the same images, epochs and
 one-cycle schedule; the peak learning rate scales linearly with the batch size
 (Goyal et al., 2017) from each norm's rate at the recipe's batch size:
-``lr = ARCHITECTURES[arch].lr[norm] * batch_size / TrainConfig(arch=arch).batch_size``. To fit a laptop CPU this
+``lr = ARCHITECTURES[arch].lr[norm] * batch_size / TrainConfig(arch=arch).batch_size``, and Muon's rate for the
+filters (where the recipe uses Muon) with it, so every weight moves as far per epoch at every batch size: Muon's
+step has a fixed size, so its rate sets how far the filters turn per step. To fit a laptop CPU this
 trains on a subset of the training set for a few epochs, and says so in its results.
 
 Every point is trained with several seeds (``--seeds``, default 3): the results hold each
@@ -56,13 +58,14 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
     network = build_model(arch, "bn")
     # The training recipe too (crop padding, weight decay, ...): runs made under another
     # recipe measure something else.
-    per_run = {"arch", "norm", "epochs", "batch_size", "lr", "seed", "train_subset"}
+    per_run = {"arch", "norm", "epochs", "batch_size", "lr", "muon_lr", "seed", "train_subset"}
     default = TrainConfig(arch=arch)
     recipe = {key: value for key, value in default.as_dict().items() if key not in per_run}
     setup = {"arch": arch, "network": network_fingerprint(network), "parameters": count_parameters(network),
              "train_images": train_images, "epochs": epochs, "base_lr": dict(ARCHITECTURES[arch].lr),
              "base_batch_size": default.batch_size,
              "lr_rule": f"base_lr[norm] * batch_size / {default.batch_size}", "batch_sizes": list(batch_sizes),
+             **({"base_muon_lr": default.muon_lr} if default.muon_lr else {}),  # scaled as the rates are
              "recipe": recipe, "test_images": len(test_split)}
     lab = LabFolder(output_dir)
     runs, other_setup = _finished_runs(lab.results(NAME), setup)
@@ -81,12 +84,13 @@ def measure(train_split: Split, test_split: Split, device: torch.device, output_
                     continue
                 config = TrainConfig(arch=arch, norm=norm, epochs=epochs, batch_size=batch_size, seed=seed,
                                      lr=ARCHITECTURES[arch].lr[norm] * batch_size / default.batch_size,
+                                     muon_lr=default.muon_lr * batch_size / default.batch_size,
                                      train_subset=train_images)
                 result = train(config, train_split, test_split, device, state_dir / key, restart=restart,
                                progress=progress)
                 last = result.history[-1]
                 runs[key] = {
-                    "norm": norm, "batch_size": batch_size, "seed": seed, "lr": config.lr,
+                    "norm": norm, "batch_size": batch_size, "seed": seed, "lr": config.lr, "muon_lr": config.muon_lr,
                     "train_accuracy": last["train_accuracy"], "test_accuracy": last["test_accuracy"],
                     "seconds": sum(h["seconds"] for h in result.history),
                 }
