@@ -3,7 +3,9 @@
 Where the ~50,000 parameters sit changes what a step costs far more than their number does:
 layers at high resolution, and depthwise convs (few operations, much memory traffic), can be
 slow on a CPU. Each network is run the way the training loop runs it (channels_last, oneDNN,
-SGD with its recipe's settings) on the same random batch; every network is timed once per
+its recipe's settings) on the same random batch, with SGD for every weight even where the recipe
+trains filters with Muon, so that the ratios compare networks, not optimizers (Muon's own cost:
+``train_step_variants.py``); every network is timed once per
 round, rounds alternate, and the median round of each is compared with the first network's.
 
     python benchmarks/architecture_steps.py --rounds 3
@@ -46,7 +48,8 @@ def main() -> None:
     keep_freed_memory()
     inputs, labels = random_batch(args.batch_size)
 
-    steps = {arch: make_step(arch, args.norm, inputs, labels, channels_last=True, compiled=False)
+    steps = {arch: make_step(arch, args.norm, inputs, labels, channels_last=True, compiled=False,
+                            recipe_optimizer=False)
              for arch in args.archs}
     times: dict[str, list[float]] = {arch: [] for arch in steps}
     for _ in range(args.rounds):
