@@ -128,7 +128,7 @@ def test_a_trial_from_before_a_name_joined_the_space_trains_at_that_names_old_va
         settings = {name: getattr(config, name) for name in JOINED_LATER if name not in NETWORK_OPTIONS}
         assert settings == {name: JOINED_LATER[name] for name in settings}, config.norm
         assert network_options(config.arch) == {name: JOINED_LATER[name] for name in NETWORK_OPTIONS}
-    assert changes_from_shipped(old, NORMS) == "batch_size=256, whiten_init=False, standardize=False"
+    assert changes_from_shipped(old, NORMS) == "batch_size=256, whiten_init=False, standardize=False, muon_lr=0"
     assert TrainConfig().batch_size != JOINED_LATER["batch_size"]  # else this test could not fail
 
 
@@ -363,8 +363,9 @@ def test_a_study_screens_prunes_and_continues_a_killed_workers_trial(cifar_dir: 
     [first] = study().get_trials()
     assert first.state == TrialState.COMPLETE and first.params == baseline(["bn"])
 
-    # A learning rate ten thousand times too small learns nothing: pruned after epoch 2 (of 3) against the first.
-    study().enqueue_trial({**baseline(["bn"]), "lr_scale_bn": 1e-4})
+    # A learning rate ten thousand times too small, for every weight (SGD: Muon would still turn the filters),
+    # learns nothing: pruned after epoch 2 (of 3) against the first.
+    study().enqueue_trial({**baseline(["bn"]), "lr_scale_bn": 1e-4, "muon_lr": 0.0})
     assert main(common) == 0
     pruned = study().get_trials()[1]
     assert pruned.state == TrialState.PRUNED and sorted(pruned.intermediate_values) == [1, 2]
