@@ -4,6 +4,7 @@
     python benchmarks/photos.py FOLDER --output checkpoints/photos.json  # and write photos.json
     python benchmarks/photos.py FOLDER --views single flip crops         # compare multi-view inference
     python benchmarks/photos.py FOLDER --resampling box                  # another filter for scaling down
+    python benchmarks/photos.py FOLDER --trend                           # photos against test accuracy, every model
 
 FOLDER holds one ``<class>/`` subfolder of photos per class, named as the models' classes are
 (CIFAR-10's: airplane, automobile, ...). Each photo goes through the app's own path: the upload
@@ -12,6 +13,10 @@ is decoded and brought to 32 x 32 by ``webapp.preprocess`` (``--fit``, as the Cl
 views ``--views`` names (``webapp.preprocess.VIEW_MODES``; the first is the one written to
 ``--output``, the others are kept beside it). Folders that are not a class, and files that are
 not images the app can read, are reported and skipped.
+
+``--trend`` asks whether a better CIFAR-10 model is a better model of photos: it measures every model in
+the checkpoint folder and the folders under it (the other seeds, the reference network, the grid's
+cells), each against its own test accuracy, and fits a line through them.
 """
 
 import argparse
@@ -28,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from artifacts.folder import default_checkpoint_dir  # noqa: E402
 from artifacts.photos import write_photo_results  # noqa: E402
-from model import norm_short  # noqa: E402
+from model import NORMS, norm_short  # noqa: E402
+from training.statistics import line_fit  # noqa: E402
 from webapp.inference import ModelBank, load_bank  # noqa: E402
 from webapp.preprocess import (  # noqa: E402
     DEFAULT_RESAMPLING,
@@ -161,6 +167,70 @@ def table(counts: dict[str, Any], classes: list[str]) -> str:
     return "\n".join(rows)
 
 
+@dataclass(frozen=True)
+class ModelPoint:
+    folder: str  # the model's folder, relative to the checkpoint folder ("." for the checkpoint folder itself)
+    norm: str
+    test_accuracy: float
+    correct: int  # photos right
+    total: int
+
+
+def model_folders(root: Path) -> list[Path]:
+    """``root`` and every folder under it that holds a model (``<norm>.safetensors``), ``root`` first."""
+    names = {f"{norm}.safetensors" for norm in NORMS}
+    found = {path.parent for path in root.rglob("*.safetensors") if path.name in names}
+    return sorted(found, key=lambda folder: (folder != root, str(folder.relative_to(root))))
+
+
+def trend_points(photos: list[Photo], root: Path, fit: str, view: str,
+                 resampling: str = DEFAULT_RESAMPLING) -> tuple[list[ModelPoint], list[str]]:
+    """Each model under ``root`` with its test accuracy and the photos it gets right, and what was left out
+    (one line each: a model that cannot be loaded, or one without a test accuracy)."""
+    points, left_out = [], []
+    for folder in model_folders(root):
+        name = folder.relative_to(root).as_posix()
+        bank = load_bank(folder)
+        left_out += [f"{name}/{norm}: {problem}" for norm, problem in bank.problems.items()
+                     if (folder / f"{norm}.safetensors").exists()]
+        if not bank.models:
+            continue
+        counts = measure(photos, bank, fit, [view], resampling).counts[view]
+        for norm in bank.norms:
+            accuracy = bank.models[norm].metadata.get("test_accuracy")
+            if not isinstance(accuracy, (int, float)):
+                left_out.append(f"{name}/{norm}: no test accuracy (a model trained for the validation split)")
+                continue
+            points.append(ModelPoint(name, norm, float(accuracy), counts[norm]["correct"], counts[norm]["total"]))
+    return points, left_out
+
+
+def print_trend(points: list[ModelPoint], target: float) -> bool:
+    """The models, then the line of photo accuracy on test accuracy and where it reaches ``target``; False (with
+    the reason on stderr) when no line can be fitted."""
+    print(f"\n{'folder':32s}  {'norm':4s}  {'test':>7s}  photos right")
+    for point in points:
+        print(f"{point.folder:32s}  {norm_short(point.norm):4s}  {point.test_accuracy:7.2%}  "
+              f"{point.correct:>3} / {point.total}")
+    try:
+        line = line_fit([100 * p.test_accuracy for p in points], [100 * p.correct / p.total for p in points])
+    except ValueError as error:
+        print(f"error: no line through {len(points)} models: {error}", file=sys.stderr)
+        return False
+    print(f"\nA line through the {line.n} models: photo accuracy changes by {line.slope:+.2f} points per point of "
+          f"test accuracy (95% interval {line.low:+.2f} to {line.high:+.2f}; r = {line.r:.2f}; the models share "
+          "photos and recipes, so the interval is narrower than it should be).")
+
+    def where(reach: float | None) -> str:
+        if reach is None:
+            return "never (the slope is not above zero)"
+        return f"{reach:.1f}%" + (" (beyond 100%)" if reach > 100 else "")
+
+    print(f"It reaches {target:.0%} of the photos at a test accuracy of {where(line.reaches(100 * target))}; "
+          f"with the interval's steepest slope, at {where(line.reaches(100 * target, line.high))}.")
+    return True
+
+
 def command(args: argparse.Namespace) -> str:
     """The command that measured the numbers, every setting spelled out (the resampling where it is not the app's)
     and folders as PATH."""
@@ -203,8 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", type=Path, default=None, metavar="CHECKPOINT_DIR",
                         help="also compare these models photo by photo with the models in that folder (say, "
                         "those shipped before), on the first view mode")
+    parser.add_argument("--trend", action="store_true",
+                        help="measure every model in the checkpoint folder and the folders under it against its "
+                        "test accuracy, on the first view mode, and fit a line")
+    parser.add_argument("--target", type=float, default=0.75,
+                        help="with --trend: the photo accuracy to find on the line (default 0.75)")
     args = parser.parse_args(argv)
     args.views = list(dict.fromkeys(args.views))
+    if args.trend and (args.output is not None or args.against is not None):
+        parser.error("--trend measures every model on its own; leave out --output and --against")
+    if not 0 < args.target <= 1:
+        parser.error(f"--target is a share of the photos, above 0 and at most 1 (got {args.target})")
     if not args.folder.is_dir():
         print(f"error: {args.folder} is not a folder; give a folder of <class>/ subfolders of photos",
               file=sys.stderr)
@@ -232,6 +311,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: none of the {len(photos)} files in {args.folder} is an image the app can read",
               file=sys.stderr)
         return 2
+    if args.trend:
+        root = args.checkpoint_dir if args.checkpoint_dir is not None else default_checkpoint_dir()
+        points, left_out = trend_points(photos, root, args.fit, args.views[0], args.resampling)
+        for line in left_out:
+            print(f"left out {line}", file=sys.stderr)
+        print(f"\n{max(tally['total'] for tally in counts[args.views[0]].values())} photos, fit {args.fit}, "
+              f"{args.resampling} resampling, views {args.views[0]}: every model under {root}")
+        return 0 if print_trend(points, args.target) else 2
     for view in args.views:
         total = max(tally["total"] for tally in counts[view].values())
         print(f"\n{total} photos, fit {args.fit}, {args.resampling} resampling, views {view} "

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 from PIL import Image
 
 from artifacts.photos import read_photo_results
-from benchmarks.photos import find_photos, main, measure
+from artifacts.weights import load_checkpoint, read_metadata, save_checkpoint
+from benchmarks.photos import ModelPoint, find_photos, main, measure, print_trend, trend_points
 from model import CLASSES
 from webapp.callbacks import Handlers
 from webapp.inference import load_bank
@@ -156,3 +158,77 @@ def test_another_set_of_models_is_compared_photo_by_photo(folder: Path, checkpoi
     assert out.count("0 / 0, p = 1.000") == 3  # the same models: not one photo differs
     assert main([str(folder), "--checkpoint-dir", str(checkpoint_dir), "--against", str(tmp_path / "none")]) == 2
     assert "no model in" in capsys.readouterr().err
+
+
+def copy_models(source: Path, target: Path, test_accuracy: object = "as trained") -> None:
+    """The three models of ``source`` in ``target``, with another test accuracy in their metadata if given."""
+    target.mkdir(parents=True, exist_ok=True)
+    for norm in ("bn", "gn", "ln"):
+        if test_accuracy == "as trained":
+            shutil.copy(source / f"{norm}.safetensors", target / f"{norm}.safetensors")
+        else:
+            model, metadata = load_checkpoint(source / f"{norm}.safetensors")
+            save_checkpoint(model, target / f"{norm}.safetensors", {**metadata, "test_accuracy": test_accuracy})
+
+
+def test_the_trend_measures_every_model_under_the_checkpoint_folder(
+        folder: Path, checkpoint_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bank = load_bank(checkpoint_dir)
+    photos, _ = find_photos(folder, bank.classes)
+    points, left_out = trend_points(photos, checkpoint_dir, "crop", "single")
+    assert left_out == []
+    weights = sorted(checkpoint_dir.rglob("*.safetensors"))
+    assert sorted((point.folder, point.norm) for point in points) == sorted(
+        (path.parent.relative_to(checkpoint_dir).as_posix(), path.stem) for path in weights)
+    for point in points:
+        metadata = read_metadata(checkpoint_dir / point.folder / f"{point.norm}.safetensors")
+        assert point.test_accuracy == metadata["test_accuracy"]
+        assert point.total == 3 and point.correct <= 2  # the ship filed as a cat is nobody's
+    shipped = next(point for point in points if point.folder == "." and point.norm == "bn")
+    assert shipped.correct == measure(photos, bank, "crop", ["single"]).counts["single"]["bn"]["correct"]
+    # Every model gets the same two of these three photos: there is no line to draw, and the run says so.
+    assert main([str(folder), "--checkpoint-dir", str(checkpoint_dir), "--trend"]) == 2
+    printed = capsys.readouterr()
+    assert "every model under" in printed.out and all(f"\n{point.folder} " in printed.out for point in points)
+    assert f"no line through {len(points)} models: every y is the same" in printed.err
+
+
+def test_the_trend_leaves_out_models_without_a_test_accuracy(folder: Path, checkpoint_dir: Path,
+                                                             tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    copy_models(checkpoint_dir, root)
+    copy_models(checkpoint_dir, root / "confirm", test_accuracy=None)  # trained for the validation split
+    (root / "broken").mkdir()
+    (root / "broken" / "gn.safetensors").write_text("not a checkpoint")
+    photos, _ = find_photos(folder, CLASSES)
+    points, left_out = trend_points(photos, root, "crop", "single")
+    assert [(point.folder, point.norm) for point in points] == [(".", "bn"), (".", "gn"), (".", "ln")]
+    assert [line.split(":")[0] for line in left_out] == ["broken/gn", "confirm/bn", "confirm/gn", "confirm/ln"]
+    assert "no test accuracy" in left_out[1] and "not a readable safetensors checkpoint" in left_out[0]
+
+
+def test_the_trend_line_and_where_it_reaches_the_target(capsys: pytest.CaptureFixture[str]) -> None:
+    # Test accuracy 50 to 80%, photos 10, 30, 20, 40%: the worked example of tests/test_statistics.py scaled by 10,
+    # so the slope is 0.8 (interval 0.8 -/+ 1.8255) through the centre (65, 25).
+    points = [ModelPoint(".", "bn", test, right, 10) for test, right in ((0.5, 1), (0.6, 3), (0.7, 2), (0.8, 4))]
+    assert print_trend(points, 0.75)
+    out = capsys.readouterr().out
+    assert "changes by +0.80 points per point of test accuracy (95% interval -1.03 to +2.63; r = 0.80" in out
+    # 65 + 50 / 0.8 = 127.5; with the steepest slope, 65 + 50 / 2.6255 = 84.0
+    assert "reaches 75% of the photos at a test accuracy of 127.5% (beyond 100%)" in out
+    assert "with the interval's steepest slope, at 84.0%." in out
+    falling = [ModelPoint(".", "bn", test, right, 10) for test, right in ((0.5, 4), (0.6, 3), (0.7, 1))]
+    assert print_trend(falling, 0.75)
+    assert "at a test accuracy of never (the slope is not above zero)" in capsys.readouterr().out
+
+
+def test_the_trend_refuses_options_it_does_not_take(folder: Path, checkpoint_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    for extra in (["--output", str(tmp_path / "photos.json")], ["--against", str(checkpoint_dir)]):
+        with pytest.raises(SystemExit) as stopped:
+            main([str(folder), "--checkpoint-dir", str(checkpoint_dir), "--trend", *extra])
+        assert stopped.value.code == 2
+        assert "leave out --output and --against" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(folder), "--checkpoint-dir", str(checkpoint_dir), "--trend", "--target", "75"])
+    assert "--target is a share of the photos" in capsys.readouterr().err

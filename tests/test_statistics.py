@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from training.statistics import mean_interval, prediction_interval, summarize, verdict, welch_interval
+from training.statistics import line_fit, mean_interval, prediction_interval, summarize, verdict, welch_interval
 
 
 def test_summary_is_mean_and_sample_standard_deviation() -> None:
@@ -56,3 +56,27 @@ def test_degenerate_samples() -> None:
     assert "one run each" in verdict("BN", "GN", welch_interval([0.8], [0.7]), 1)
     same = welch_interval([0.8, 0.8], [0.7, 0.7])
     assert same.low == same.high == pytest.approx(0.1) and same.detected
+
+
+def test_line_fit_on_a_worked_example() -> None:
+    # x 1..4, y 1, 3, 2, 4: Sxy = 4, Sxx = Syy = 5, so slope 0.8, intercept 0.5, r 0.8; residuals -0.3, 0.9, -0.9,
+    # 0.3 give s^2 = 1.8 / 2 and a slope error of sqrt(0.9 / 5); t(0.975, 2) = 4.302653.
+    line = line_fit([1, 2, 3, 4], [1, 3, 2, 4])
+    assert (line.slope, line.intercept, line.r) == (pytest.approx(0.8), pytest.approx(0.5), pytest.approx(0.8))
+    assert line.n == 4
+    half = 4.302653 * math.sqrt(0.9 / 5)
+    assert line.low == pytest.approx(0.8 - half, abs=1e-6) and line.high == pytest.approx(0.8 + half, abs=1e-6)
+    assert line.reaches(3.3) == pytest.approx(3.5)  # 0.5 + 0.8 x = 3.3
+    assert line.reaches(3.3, slope=2.0) == pytest.approx(2.9)  # a steeper line through the same centre (2.5, 2.5)
+    assert line.reaches(3.3, slope=-1.0) is None  # a line that falls never gets there
+
+
+def test_line_fit_refuses_what_has_no_line() -> None:
+    with pytest.raises(ValueError, match="at least three"):
+        line_fit([1, 2], [1, 2])
+    with pytest.raises(ValueError, match="every x is the same"):
+        line_fit([1, 1, 1], [1, 2, 3])
+    with pytest.raises(ValueError, match="every y is the same"):
+        line_fit([1, 2, 3], [2, 2, 2])
+    with pytest.raises(ValueError, match="against"):
+        line_fit([1, 2, 3], [1, 2])

@@ -1,4 +1,5 @@
-"""Numbers over seeds: mean and spread, and 95% intervals for the difference between two norms.
+"""Numbers over seeds: mean and spread, and 95% intervals for the difference between two norms; and a line
+through paired measurements, with an interval for its slope.
 
 Training the same network with another seed moves its accuracy by a few tenths of a
 point, so a comparison between norms is made over several seeds: Welch's t interval for
@@ -112,3 +113,41 @@ def verdict(name_a: str, name_b: str, difference: Difference, seeds: int) -> str
     better, worse = (name_a, name_b) if sign > 0 else (name_b, name_a)
     return (f"{better} is better than {worse} by {100 * sign * difference.estimate:.2f} points (95% interval "
             f"{100 * low:.2f} to {100 * high:.2f}, {seeds} seeds)")
+
+
+@dataclass(frozen=True)
+class Line:
+    slope: float
+    low: float  # the slope's confidence interval (Student's t on the least-squares standard error)
+    high: float
+    intercept: float
+    r: float  # Pearson's correlation
+    n: int
+    mean_x: float
+    mean_y: float
+
+    def reaches(self, y: float, slope: float | None = None) -> float | None:
+        """Where the line (or one of ``slope`` through the same centre) reaches ``y``; None if it never rises."""
+        slope = self.slope if slope is None else slope
+        return self.mean_x + (y - self.mean_y) / slope if slope > 0 else None
+
+
+def line_fit(x: list[float], y: list[float], confidence: float = CONFIDENCE) -> Line:
+    """The least-squares line of ``y`` on ``x``; ValueError with fewer than three pairs, or all ``x`` or all ``y``
+    alike (no correlation to speak of).
+
+    The interval treats the pairs as independent; pairs that share something (a recipe, a set of test
+    items) make it narrower than it should be.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} x values against {len(y)} y values")
+    if len(x) < 3:
+        raise ValueError(f"a line with an interval needs at least three pairs, not {len(x)}")
+    if max(x) == min(x):
+        raise ValueError("every x is the same: no line to fit")
+    if max(y) == min(y):
+        raise ValueError("every y is the same: a flat line, with no interval to give")
+    fit = stats.linregress(x, y)
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 2)) * fit.stderr
+    return Line(float(fit.slope), float(fit.slope) - half, float(fit.slope) + half, float(fit.intercept),
+                float(fit.rvalue), len(x), sum(x) / len(x), sum(y) / len(y))
