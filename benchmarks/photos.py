@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from artifacts.folder import default_checkpoint_dir  # noqa: E402
 from artifacts.photos import write_photo_results  # noqa: E402
-from model import NORMS, norm_short  # noqa: E402
+from model import CLASSES, NORMS, norm_short  # noqa: E402
 from training.statistics import line_fit  # noqa: E402
 from webapp.inference import ModelBank, load_bank  # noqa: E402
 from webapp.preprocess import (  # noqa: E402
@@ -186,7 +186,7 @@ def model_folders(root: Path) -> list[Path]:
 def trend_points(photos: list[Photo], root: Path, fit: str, view: str,
                  resampling: str = DEFAULT_RESAMPLING) -> tuple[list[ModelPoint], list[str]]:
     """Each model under ``root`` with its test accuracy and the photos it gets right, and what was left out
-    (one line each: a model that cannot be loaded, or one without a test accuracy)."""
+    (one line each: a model that cannot be loaded, one without a test accuracy, a file that is not an image)."""
     points, left_out = [], []
     for folder in model_folders(root):
         name = folder.relative_to(root).as_posix()
@@ -195,13 +195,15 @@ def trend_points(photos: list[Photo], root: Path, fit: str, view: str,
                      if (folder / f"{norm}.safetensors").exists()]
         if not bank.models:
             continue
-        counts = measure(photos, bank, fit, [view], resampling).counts[view]
+        measured = measure(photos, bank, fit, [view], resampling)
+        left_out += [line for line in measured.unreadable if line not in left_out]
         for norm in bank.norms:
             accuracy = bank.models[norm].metadata.get("test_accuracy")
             if not isinstance(accuracy, (int, float)):
                 left_out.append(f"{name}/{norm}: no test accuracy (a model trained for the validation split)")
                 continue
-            points.append(ModelPoint(name, norm, float(accuracy), counts[norm]["correct"], counts[norm]["total"]))
+            tally = measured.counts[view][norm]
+            points.append(ModelPoint(name, norm, float(accuracy), tally["correct"], tally["total"]))
     return points, left_out
 
 
@@ -229,6 +231,24 @@ def print_trend(points: list[ModelPoint], target: float) -> bool:
     print(f"It reaches {target:.0%} of the photos at a test accuracy of {where(line.reaches(100 * target))}; "
           f"with the interval's steepest slope, at {where(line.reaches(100 * target, line.high))}.")
     return True
+
+
+def trend(args: argparse.Namespace) -> int:
+    """``--trend``: every model under the checkpoint folder, and the line through them."""
+    root = args.checkpoint_dir if args.checkpoint_dir is not None else default_checkpoint_dir()
+    photos, skipped = find_photos(args.folder, CLASSES)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    points, left_out = trend_points(photos, root, args.fit, args.views[0], args.resampling)
+    for line in left_out:
+        print(f"left out {line}", file=sys.stderr)
+    if not points or not points[0].total:
+        print(f"error: no model with a test accuracy under {root} got a photo from {args.folder} to classify; "
+              "see the lines above", file=sys.stderr)
+        return 2
+    print(f"\n{points[0].total} photos, fit {args.fit}, {args.resampling} resampling, views {args.views[0]}: "
+          f"every model under {root}")
+    return 0 if print_trend(points, args.target) else 2
 
 
 def command(args: argparse.Namespace) -> str:
@@ -288,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.folder} is not a folder; give a folder of <class>/ subfolders of photos",
               file=sys.stderr)
         return 2
+    if args.trend:
+        return trend(args)
     bank = load_bank(args.checkpoint_dir if args.checkpoint_dir is not None else default_checkpoint_dir())
     for norm, problem in bank.problems.items():
         print(f"warning: {norm_short(norm)} left out: {problem}", file=sys.stderr)
@@ -311,14 +333,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: none of the {len(photos)} files in {args.folder} is an image the app can read",
               file=sys.stderr)
         return 2
-    if args.trend:
-        root = args.checkpoint_dir if args.checkpoint_dir is not None else default_checkpoint_dir()
-        points, left_out = trend_points(photos, root, args.fit, args.views[0], args.resampling)
-        for line in left_out:
-            print(f"left out {line}", file=sys.stderr)
-        print(f"\n{max(tally['total'] for tally in counts[args.views[0]].values())} photos, fit {args.fit}, "
-              f"{args.resampling} resampling, views {args.views[0]}: every model under {root}")
-        return 0 if print_trend(points, args.target) else 2
     for view in args.views:
         total = max(tally["total"] for tally in counts[view].values())
         print(f"\n{total} photos, fit {args.fit}, {args.resampling} resampling, views {view} "

@@ -11,7 +11,7 @@ from PIL import Image
 
 from artifacts.photos import read_photo_results
 from artifacts.weights import load_checkpoint, read_metadata, save_checkpoint
-from benchmarks.photos import ModelPoint, find_photos, main, measure, print_trend, trend_points
+from benchmarks.photos import ModelPoint, find_photos, main, measure, model_folders, print_trend, trend_points
 from model import CLASSES
 from webapp.callbacks import Handlers
 from webapp.inference import load_bank
@@ -176,7 +176,7 @@ def test_the_trend_measures_every_model_under_the_checkpoint_folder(
     bank = load_bank(checkpoint_dir)
     photos, _ = find_photos(folder, bank.classes)
     points, left_out = trend_points(photos, checkpoint_dir, "crop", "single")
-    assert left_out == []
+    assert len(left_out) == 1 and "notes.jpg" in left_out[0]  # not an image: said once, not once per folder
     weights = sorted(checkpoint_dir.rglob("*.safetensors"))
     assert sorted((point.folder, point.norm) for point in points) == sorted(
         (path.parent.relative_to(checkpoint_dir).as_posix(), path.stem) for path in weights)
@@ -193,8 +193,8 @@ def test_the_trend_measures_every_model_under_the_checkpoint_folder(
     assert f"no line through {len(points)} models: every y is the same" in printed.err
 
 
-def test_the_trend_leaves_out_models_without_a_test_accuracy(folder: Path, checkpoint_dir: Path,
-                                                             tmp_path: Path) -> None:
+def test_the_trend_leaves_out_models_without_a_test_accuracy(folder: Path, checkpoint_dir: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "models"
     copy_models(checkpoint_dir, root)
     copy_models(checkpoint_dir, root / "confirm", test_accuracy=None)  # trained for the validation split
@@ -203,8 +203,14 @@ def test_the_trend_leaves_out_models_without_a_test_accuracy(folder: Path, check
     photos, _ = find_photos(folder, CLASSES)
     points, left_out = trend_points(photos, root, "crop", "single")
     assert [(point.folder, point.norm) for point in points] == [(".", "bn"), (".", "gn"), (".", "ln")]
-    assert [line.split(":")[0] for line in left_out] == ["broken/gn", "confirm/bn", "confirm/gn", "confirm/ln"]
-    assert "no test accuracy" in left_out[1] and "not a readable safetensors checkpoint" in left_out[0]
+    models_left_out = [line for line in left_out if "notes.jpg" not in line]
+    assert [line.split(":")[0] for line in models_left_out] == ["broken/gn", "confirm/bn", "confirm/gn", "confirm/ln"]
+    assert "not a readable safetensors checkpoint" in models_left_out[0] and "no test accuracy" in models_left_out[1]
+    # A folder with models only below it is measured all the same; one with none says so.
+    assert main([str(folder), "--checkpoint-dir", str(root / "confirm"), "--trend"]) == 2
+    assert "no model with a test accuracy under" in capsys.readouterr().err
+    assert [path.relative_to(tmp_path).as_posix() for path in model_folders(tmp_path)] == [
+        "models", "models/broken", "models/confirm"]
 
 
 def test_the_trend_line_and_where_it_reaches_the_target(capsys: pytest.CaptureFixture[str]) -> None:
