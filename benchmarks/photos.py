@@ -233,9 +233,8 @@ def print_trend(points: list[ModelPoint], target: float) -> bool:
     return True
 
 
-def trend(args: argparse.Namespace) -> int:
-    """``--trend``: every model under the checkpoint folder, and the line through them."""
-    root = args.checkpoint_dir if args.checkpoint_dir is not None else default_checkpoint_dir()
+def trend(args: argparse.Namespace, root: Path) -> int:
+    """``--trend``: every model under ``root``, the checkpoint folder, and the line through them."""
     photos, skipped = find_photos(args.folder, CLASSES)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
@@ -308,9 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.folder} is not a folder; give a folder of <class>/ subfolders of photos",
               file=sys.stderr)
         return 2
+    checkpoint_dir = args.checkpoint_dir if args.checkpoint_dir is not None else default_checkpoint_dir()
     if args.trend:
-        return trend(args)
-    bank = load_bank(args.checkpoint_dir if args.checkpoint_dir is not None else default_checkpoint_dir())
+        return trend(args, checkpoint_dir)
+    bank = load_bank(checkpoint_dir)
     for norm, problem in bank.problems.items():
         print(f"warning: {norm_short(norm)} left out: {problem}", file=sys.stderr)
     if not bank.models:

@@ -120,11 +120,14 @@ class Line:
     slope: float
     low: float  # the slope's confidence interval (Student's t on the least-squares standard error)
     high: float
-    intercept: float
     r: float  # Pearson's correlation
     n: int
-    mean_x: float
+    mean_x: float  # the least-squares line goes through (mean_x, mean_y)
     mean_y: float
+
+    @property
+    def intercept(self) -> float:
+        return self.mean_y - self.slope * self.mean_x
 
     def reaches(self, y: float, slope: float | None = None) -> float | None:
         """Where the line (or one of ``slope`` through the same centre) reaches ``y``; None if it never rises."""
@@ -149,5 +152,5 @@ def line_fit(x: list[float], y: list[float], confidence: float = CONFIDENCE) -> 
         raise ValueError("every y is the same: a flat line, with no interval to give")
     fit = stats.linregress(x, y)
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 2)) * fit.stderr
-    return Line(float(fit.slope), float(fit.slope) - half, float(fit.slope) + half, float(fit.intercept),
-                float(fit.rvalue), len(x), sum(x) / len(x), sum(y) / len(y))
+    return Line(float(fit.slope), float(fit.slope) - half, float(fit.slope) + half, float(fit.rvalue), len(x),
+                sum(x) / len(x), sum(y) / len(y))
